@@ -1,0 +1,296 @@
+"""The ``lookalike`` command: one small function per subcommand.
+
+Heavy modules (torch, FAISS) are imported inside the commands, after the thread settings
+below are in place, so ``lookalike --help`` is instant.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .detect import Detector
+    from .model import Embedder
+
+
+def _print_json(data: Any) -> None:
+    json.dump(data, sys.stdout, indent=2)
+    sys.stdout.write("\n")
+
+
+def _note(message: str) -> None:
+    print(f"lookalike: {message}", file=sys.stderr)
+
+
+def _embedder_from_args(args: argparse.Namespace) -> Embedder:
+    from .model import create_embedder
+
+    return create_embedder(
+        args.model,
+        args.weights,
+        input_size=args.input_size,
+        mean=tuple(args.mean) if args.mean else None,
+        std=tuple(args.std) if args.std else None,
+        precision=args.precision,
+        threads=args.threads,
+        batch_size=args.batch_size,
+    )
+
+
+def _detector_from_args(args: argparse.Namespace) -> Detector:
+    from .detect import load_detector
+
+    model = _embedder_from_args(args) if args.model else None
+    detector = load_detector(args.index, model=model, top_k=args.top_k,
+                             precision=args.precision, threads=args.threads,
+                             batch_size=args.batch_size)
+    _warn_untrained(detector.embedder)
+    return detector
+
+
+def _warn_untrained(embedder: Embedder) -> None:
+    from .model.embedder import untrained_message
+
+    if not embedder.trained:
+        _note("NOTE: " + untrained_message(embedder.name))
+
+
+# -- index -------------------------------------------------------------------------------
+
+
+def cmd_index_build(args: argparse.Namespace) -> int:
+    from .data.manifest import load_catalog
+    from .indexing import add_entries, new_index_for
+
+    entries = load_catalog(Path(args.catalogue), Path(args.manifest) if args.manifest else None)
+    if not entries:
+        _note(f"no images found in {args.catalogue}")
+        return 1
+    embedder = _embedder_from_args(args)
+    _warn_untrained(embedder)
+    index = new_index_for(embedder, factory=args.factory)
+    report = add_entries(index, embedder, entries, batch_size=args.batch_size,
+                         workers=args.workers, progress=not args.quiet)
+    if not report.added:
+        _note("no catalogue image could be indexed; the index was not written")
+        _print_json(report.summary())
+        return 1
+    snapshot = index.save(args.index)
+    _print_json({"index": str(args.index), "snapshot": snapshot.name, **report.summary(),
+                 "model": embedder.fingerprint.to_dict()})
+    return 0
+
+
+def cmd_index_add(args: argparse.Namespace) -> int:
+    from .data.manifest import load_catalog
+    from .indexing import add_entries
+
+    detector = _detector_from_args(args)
+    entries = load_catalog(Path(args.catalogue), Path(args.manifest) if args.manifest else None)
+    report = add_entries(detector.index, detector.embedder, entries,
+                         batch_size=args.batch_size, workers=args.workers,
+                         progress=not args.quiet)
+    if report.added:
+        detector.index.save(args.index)
+    _print_json(report.summary())
+    return 0 if not report.errors else 1
+
+
+def cmd_index_remove(args: argparse.Namespace) -> int:
+    from .index import CatalogIndex
+
+    index = CatalogIndex.load(args.index)
+    removed = index.remove(args.item_ids)
+    if removed:
+        index.save(args.index)
+    missing = sorted(set(args.item_ids) - set(removed))
+    _print_json({"removed": removed, "not_found": missing})
+    return 0 if not missing else 1
+
+
+def cmd_index_stats(args: argparse.Namespace) -> int:
+    from .index import CatalogIndex
+
+    _print_json(CatalogIndex.load(args.index).stats())
+    return 0
+
+
+# -- check / score / eval ------------------------------------------------------------------
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    from .data.decode import ImageDecodeError
+
+    detector = _detector_from_args(args)
+    results: list[dict[str, Any]] = []
+    for image in args.images:
+        try:
+            results.append({"image": image, **detector.check(image).to_dict()})
+        except ImageDecodeError as exc:
+            results.append({"image": image, "label": "error", "error": str(exc)})
+    _print_json(results)
+    return 1 if any(r["label"] == "error" for r in results) else 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from .scoring import score_images
+
+    detector = _detector_from_args(args)
+    summary = score_images(detector, args.inputs, args.out, fmt=args.format, top_k=args.top_k,
+                           batch_size=args.batch_size, workers=args.workers,
+                           progress=not args.quiet)
+    _print_json(summary.to_dict())
+    if summary.errors:
+        _note(f"{len(summary.errors)} input(s) could not be read; first: "
+              f"{next(iter(summary.errors.items()))}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from .training.metrics import evaluate, format_report, read_ground_truth, read_predictions
+
+    result = evaluate(read_ground_truth(args.ground_truth), read_predictions(args.predictions))
+    if args.json:
+        _print_json(result.to_dict())
+    else:
+        print(format_report(result))
+    return 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from .model import get_spec, list_models
+
+    _print_json({name: get_spec(name).to_dict() for name in list_models()})
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    run_demo(Path(args.out), images=Path(args.images) if args.images else None,
+             limit=args.limit, threads=args.threads, progress=not args.quiet)
+    return 0
+
+
+# -- parser ----------------------------------------------------------------------------------
+
+
+def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads (default: one per core)")
+    parser.add_argument("--batch-size", type=int, default=32)
+    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
+                        help="auto: bf16 on CPUs with native bf16 units, else fp32")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_model_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
+    parser.add_argument("--model", default=default,
+                        help="registered model name (see `lookalike models`), or a checkpoint "
+                             "or TorchScript file" + ("" if default else
+                                                      "; default: the model the index records"))
+    parser.add_argument("--weights", default=None,
+                        help="with a model name: a lookalike checkpoint or a torchvision "
+                             "backbone state dict")
+    parser.add_argument("--input-size", type=int, default=None, help="TorchScript models only")
+    parser.add_argument("--mean", type=float, nargs=3, default=None, help="TorchScript only")
+    parser.add_argument("--std", type=float, nargs=3, default=None, help="TorchScript only")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="lookalike",
+        description="Find listing photos that reuse authentic catalogue photos or logos.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    index = sub.add_parser("index", help="build and maintain a catalogue index")
+    index_sub = index.add_subparsers(dest="index_command", required=True)
+
+    build = index_sub.add_parser("build", help="index a catalogue folder or manifest")
+    build.add_argument("catalogue", help="folder of images, manifest (.csv/.jsonl) or image")
+    build.add_argument("--index", required=True, help="index folder to write")
+    build.add_argument("--manifest", help="CSV/JSONL manifest; image paths relative to CATALOGUE")
+    build.add_argument("--factory", default="Flat",
+                       help="FAISS index factory string: Flat (exact), HNSW32, IVF1024,Flat ...")
+    _add_model_options(build, default="default")
+    _add_runtime_options(build)
+    build.set_defaults(func=cmd_index_build)
+
+    add = index_sub.add_parser("add", help="add images to an existing index")
+    add.add_argument("catalogue", help="folder of images, manifest (.csv/.jsonl) or image")
+    add.add_argument("--index", required=True)
+    add.add_argument("--manifest")
+    _add_model_options(add, default=None)
+    _add_runtime_options(add)
+    add.set_defaults(func=cmd_index_add, top_k=5)
+
+    remove = index_sub.add_parser("remove", help="remove items by item id")
+    remove.add_argument("item_ids", nargs="+")
+    remove.add_argument("--index", required=True)
+    remove.set_defaults(func=cmd_index_remove)
+
+    stats = index_sub.add_parser("stats", help="print index statistics as JSON")
+    stats.add_argument("--index", required=True)
+    stats.set_defaults(func=cmd_index_stats)
+
+    check = sub.add_parser("check", help="check images, print JSON verdicts")
+    check.add_argument("images", nargs="+")
+    check.add_argument("--index", required=True)
+    check.add_argument("--top-k", type=int, default=5)
+    _add_model_options(check, default=None)
+    _add_runtime_options(check)
+    check.set_defaults(func=cmd_check)
+
+    score = sub.add_parser("score", help="score files/folders into a results file (resumable)")
+    score.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    score.add_argument("--index", required=True)
+    score.add_argument("--out", required=True, help="results file; rerun to resume")
+    score.add_argument("--top-k", type=int, default=5)
+    score.add_argument("--format", choices=("csv", "jsonl", "parquet", "isc"), default=None,
+                       help="default: from --out's extension, else csv; isc: "
+                            "query_id,reference_id,score rows (ISC 2021)")
+    _add_model_options(score, default=None)
+    _add_runtime_options(score)
+    score.set_defaults(func=cmd_score)
+
+    ev = sub.add_parser("eval", help="µAP, recall@P90, recall@1 of ISC-format predictions")
+    ev.add_argument("predictions", help="query_id,reference_id,score CSV (or JSONL/Parquet)")
+    ev.add_argument("ground_truth", help="query_id,reference_id CSV")
+    ev.add_argument("--json", action="store_true")
+    ev.set_defaults(func=cmd_eval)
+
+    models = sub.add_parser("models", help="list registered models")
+    models.set_defaults(func=cmd_models)
+
+    demo = sub.add_parser("demo", help="end-to-end run on images found or made offline")
+    demo.add_argument("--out", default="demo-out", help="working folder (default: demo-out)")
+    demo.add_argument("--images", default=None,
+                      help="folder of real photos to use as the catalogue (else made in code)")
+    demo.add_argument("--limit", type=int, default=200, help="catalogue size")
+    demo.add_argument("--threads", type=int, default=None)
+    demo.add_argument("--quiet", action="store_true")
+    demo.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    # Idle OpenMP threads must not spin: with 2 cores, a spinning pool starves the decoders.
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
+        _note(f"error: {exc}")
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

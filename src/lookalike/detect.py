@@ -1,0 +1,160 @@
+"""Detector: the one place where embedder, index and thresholds meet to give verdicts."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+
+from .data.decode import ImageSource
+from .embeddings import EmbedderMismatchError, Embeddings
+from .index import CatalogIndex, SearchHit
+from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
+from .model.embedder import Precision
+
+Label = Literal["copy", "review", "clear"]
+LABELS: tuple[Label, ...] = ("copy", "review", "clear")
+
+
+@dataclass(frozen=True)
+class Thresholds:
+    """Score cut-offs: ``score >= copy`` -> copy; ``score >= review`` -> review; else clear.
+
+    Defaults are conservative guesses for an uncalibrated model; a calibrated checkpoint
+    carries its own in its metadata (key ``thresholds``), which the Detector uses instead.
+    """
+
+    copy: float = 0.90
+    review: float = 0.80
+
+    def __post_init__(self) -> None:
+        if not self.review <= self.copy:
+            raise ValueError(f"review threshold {self.review} is above copy {self.copy}")
+
+    def label(self, score: float) -> Label:
+        if score >= self.copy:
+            return "copy"
+        return "review" if score >= self.review else "clear"
+
+    @classmethod
+    def from_metadata(cls, metadata: dict[str, Any]) -> Thresholds | None:
+        values = metadata.get("thresholds")
+        if not isinstance(values, dict):
+            return None
+        return cls(copy=float(values["copy"]), review=float(values["review"]))
+
+
+@dataclass(frozen=True)
+class Match:
+    """A catalogue image the listing photo resembles."""
+
+    item_id: str
+    score: float
+    brand: str | None
+    kind: str
+    sku: str | None
+    source: str | None
+    sha256: str
+
+    @classmethod
+    def from_hit(cls, hit: SearchHit) -> Match:
+        record = hit.record
+        return cls(record.item_id, round(hit.score, 6), record.brand, record.kind, record.sku,
+                   record.source, record.sha256)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """``score``: the best match's similarity (0.0 with an empty catalogue); ``matches``: best
+    first; ``expected_precision``: from calibration, None while the model is uncalibrated."""
+
+    label: Label
+    score: float
+    matches: tuple[Match, ...]
+    expected_precision: float | None = None
+
+    @property
+    def best(self) -> Match | None:
+        return self.matches[0] if self.matches else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "label": self.label,
+            "score": self.score,
+            "expected_precision": self.expected_precision,
+            "matches": [m.to_dict() for m in self.matches],
+        }
+
+
+class Detector:
+    """Checks listing photos against an indexed catalogue."""
+
+    def __init__(
+        self,
+        embedder: Embedder,
+        index: CatalogIndex,
+        thresholds: Thresholds | None = None,
+        *,
+        top_k: int = 5,
+    ) -> None:
+        if embedder.fingerprint != index.model:
+            raise EmbedderMismatchError(index.model, embedder.fingerprint)
+        self.embedder = embedder
+        self.index = index
+        self.thresholds = thresholds or Thresholds.from_metadata(embedder.metadata) or Thresholds()
+        self.top_k = top_k
+
+    def check(self, image: ImageSource) -> Verdict:
+        """One image (path, bytes or PIL image); raises ImageDecodeError on bad input."""
+        return self.check_many([image])[0]
+
+    def check_many(self, images: Iterable[ImageSource]) -> list[Verdict]:
+        """Several images in one batch; raises ImageDecodeError on the first bad one."""
+        return self.check_embeddings(self.embedder.embed(images))
+
+    def check_pixels(self, pixels: torch.Tensor, *, top_k: int | None = None) -> list[Verdict]:
+        """Preprocessed uint8 (N, 3, S, S) batches (``embedder.load`` makes each image)."""
+        vectors = self.embedder.embed_pixels(pixels)
+        return self.check_embeddings(Embeddings(vectors, self.embedder.fingerprint), top_k=top_k)
+
+    def check_embeddings(self, embeddings: Embeddings, *, top_k: int | None = None
+                         ) -> list[Verdict]:
+        hits = self.index.search(embeddings, top_k or self.top_k)
+        return [self.verdict(row) for row in hits]
+
+    def verdict(self, hits: Sequence[SearchHit]) -> Verdict:
+        matches = tuple(Match.from_hit(hit) for hit in hits)
+        score = matches[0].score if matches else 0.0
+        return Verdict(self.thresholds.label(score), score, matches)
+
+
+def load_detector(
+    index_dir: str | os.PathLike[str],
+    *,
+    model: str | os.PathLike[str] | Embedder | None = None,
+    thresholds: Thresholds | None = None,
+    top_k: int = 5,
+    precision: Precision = "auto",
+    threads: int | None = None,
+    batch_size: int = 32,
+) -> Detector:
+    """Load an index and the embedder that built it (or ``model``, which must match it)."""
+    index = CatalogIndex.load(index_dir)
+    if isinstance(model, Embedder):
+        embedder = model
+    elif model is not None:
+        embedder = create_embedder(model, precision=precision, threads=threads,
+                                   batch_size=batch_size)
+    elif index.embedder_recipe:
+        recipe = EmbedderRecipe.from_dict(index.embedder_recipe)
+        embedder = create_embedder_from_recipe(recipe, precision=precision, threads=threads,
+                                               batch_size=batch_size)
+    else:
+        raise ValueError(f"{index_dir}: the index does not record its model; pass model=")
+    return Detector(embedder, index, thresholds, top_k=top_k)

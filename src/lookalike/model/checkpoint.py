@@ -1,0 +1,109 @@
+"""One checkpoint file format: model spec + weights + metadata, loadable with weights_only=True."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .spec import ModelSpec
+
+CHECKPOINT_FORMAT = "lookalike.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+class CheckpointError(ValueError):
+    """A file is not a lookalike checkpoint, or does not fit its model."""
+
+
+@dataclass
+class Checkpoint:
+    spec: ModelSpec
+    state_dict: dict[str, torch.Tensor]
+    # JSON-like values only (str, int, float, bool, lists, dicts): training recipe, metrics,
+    # calibration thresholds. weights_only loading refuses anything richer, by design.
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+def save_checkpoint(
+    path: str | os.PathLike[str],
+    network: nn.Module,
+    spec: ModelSpec,
+    metadata: dict[str, Any] | None = None,
+    *,
+    half: bool = False,
+) -> Path:
+    """Write atomically (temp file + rename). ``half`` stores float weights as fp16 (half size)."""
+    state = {
+        key: (value.half() if half and value.is_floating_point() else value).detach().cpu()
+        for key, value in network.state_dict().items()
+    }
+    payload = {
+        "format": CHECKPOINT_FORMAT,
+        "version": CHECKPOINT_VERSION,
+        "spec": spec.to_dict(),
+        "state_dict": state,
+        "metadata": metadata or {},
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            torch.save(payload, handle)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp_name, target)
+    except BaseException:
+        Path(tmp_name).unlink(missing_ok=True)
+        raise
+    return target
+
+
+def is_checkpoint_file(path: str | os.PathLike[str]) -> bool:
+    try:
+        load_checkpoint(path)
+    except (CheckpointError, OSError):
+        return False
+    return True
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a lookalike checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a lookalike checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
+    if payload.get("version") != CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: unsupported checkpoint version {payload.get('version')}")
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    return Checkpoint(ModelSpec.from_dict(payload["spec"]), state, dict(payload["metadata"]))
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
+    """A content hash of weights (names, shapes, values), independent of how they were saved."""
+    digest = hashlib.sha256()
+    for key in sorted(state_dict):
+        tensor = state_dict[key].detach().cpu().contiguous()
+        digest.update(key.encode())
+        digest.update(str(tuple(tensor.shape)).encode())
+        digest.update(tensor.float().numpy().tobytes() if tensor.is_floating_point()
+                      else tensor.numpy().tobytes())
+    return digest.hexdigest()
