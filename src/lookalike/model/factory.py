@@ -7,6 +7,7 @@ from a local file the user names.
 from __future__ import annotations
 
 import os
+import warnings
 import zipfile
 from importlib import resources
 from pathlib import Path
@@ -179,7 +180,10 @@ def _from_torchscript(
     precision: Precision,
     batch_size: int,
 ) -> Embedder:
-    network = torch.jit.load(str(path), map_location="cpu")
+    with warnings.catch_warnings():
+        # TorchScript is deprecated upstream, but it is the format SSCD's models ship in.
+        warnings.simplefilter("ignore", FutureWarning)
+        network = torch.jit.load(str(path), map_location="cpu")
     network.eval()
     with torch.inference_mode():
         probe = network(torch.zeros(1, 3, input_size, input_size))
