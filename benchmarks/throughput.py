@@ -21,16 +21,16 @@ from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-from PIL import Image  # noqa: E402
+import numpy as np
+import torch
+from PIL import Image
 
-from lookalike.data.manifest import iter_image_files, load_catalog  # noqa: E402
-from lookalike.data.synthetic import synthetic_image  # noqa: E402
-from lookalike.detect import Detector  # noqa: E402
-from lookalike.indexing import add_entries, new_index_for  # noqa: E402
-from lookalike.model import create_embedder  # noqa: E402
-from lookalike.scoring import score_images  # noqa: E402
+from lookalike.data.manifest import iter_image_files, load_catalog
+from lookalike.data.synthetic import synthetic_image
+from lookalike.detect import Detector
+from lookalike.indexing import add_entries, new_index_for
+from lookalike.model import create_embedder
+from lookalike.scoring import score_images
 
 
 def make_photos(folder: Path, count: int, side: int) -> list[Path]:
@@ -85,8 +85,14 @@ def main() -> None:
         for path in paths:
             (queries / path.name).symlink_to(path.resolve())
         start = time.perf_counter()
-        summary = score_images(detector, [queries], work / "scores.csv",
-                               batch_size=args.batch_size, workers=args.workers, progress=False)
+        summary = score_images(
+            detector,
+            [queries],
+            work / "scores.csv",
+            batch_size=args.batch_size,
+            workers=args.workers,
+            progress=False,
+        )
         end_to_end = summary.scored / (time.perf_counter() - start)
         sizes = {Image.open(p).size for p in paths[:5]}
 
@@ -106,7 +112,7 @@ def main() -> None:
         "ratio_end_to_end_over_embed_only": round(end_to_end / embed_only, 3),
     }
     print(f"embed only : {embed_only:8.1f} images/s")
-    print(f"end to end : {end_to_end:8.1f} images/s  (lookalike score: decode + embed + search + write)")
+    print(f"end to end : {end_to_end:8.1f} images/s (decode+embed+search+write)")
     print(f"ratio      : {end_to_end / embed_only:8.3f}")
     json.dump(result, sys.stdout, indent=2)
     print()

@@ -26,8 +26,10 @@ def embedder() -> Embedder:
 def index(embedder: Embedder) -> CatalogIndex:
     images = [synthetic_image(seed) for seed in range(12)]
     index = new_index_for(embedder)
-    items = [CatalogItem(f"item{n}", hashlib.sha256(bytes([n])).hexdigest(), brand="acme")
-             for n in range(12)]
+    items = [
+        CatalogItem(f"item{n}", hashlib.sha256(bytes([n])).hexdigest(), brand="acme")
+        for n in range(12)
+    ]
     index.add(embedder.embed(images), items)
     return index
 
@@ -35,11 +37,17 @@ def index(embedder: Embedder) -> CatalogIndex:
 def test_thresholds_label_boundaries() -> None:
     thresholds = Thresholds(copy=0.9, review=0.7)
     assert [thresholds.label(s) for s in (0.95, 0.9, 0.8, 0.7, 0.1)] == [
-        "copy", "copy", "review", "review", "clear"]
+        "copy",
+        "copy",
+        "review",
+        "review",
+        "clear",
+    ]
     with pytest.raises(ValueError):
         Thresholds(copy=0.5, review=0.6)
     assert Thresholds.from_metadata({"thresholds": {"copy": 0.8, "review": 0.6}}) == Thresholds(
-        0.8, 0.6)
+        0.8, 0.6
+    )
     assert Thresholds.from_metadata({}) is None
 
 
@@ -50,8 +58,9 @@ def test_check_finds_the_original(embedder: Embedder, index: CatalogIndex) -> No
     assert verdict.best.brand == "acme"
     assert len(verdict.matches) == 3
     assert verdict.score == verdict.matches[0].score
-    assert [m.score for m in verdict.matches] == sorted((m.score for m in verdict.matches),
-                                                        reverse=True)
+    assert [m.score for m in verdict.matches] == sorted(
+        (m.score for m in verdict.matches), reverse=True
+    )
     assert verdict.label == Thresholds().label(verdict.score)
     assert verdict.to_dict()["matches"][0]["item_id"] == "item4"
 
@@ -83,8 +92,9 @@ def test_detector_refuses_an_index_from_another_model(index: CatalogIndex) -> No
         Detector(create_embedder("default", seed=7), index)
 
 
-def test_load_detector_rebuilds_the_recorded_model(index: CatalogIndex, embedder: Embedder,
-                                                   tmp_path: Path) -> None:
+def test_load_detector_rebuilds_the_recorded_model(
+    index: CatalogIndex, embedder: Embedder, tmp_path: Path
+) -> None:
     index.save(tmp_path / "idx")
     detector = load_detector(tmp_path / "idx")
     assert detector.embedder.fingerprint == embedder.fingerprint

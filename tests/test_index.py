@@ -23,8 +23,14 @@ def unit_vectors(count: int, seed: int, dim: int = DIM) -> np.ndarray:
 
 def items(count: int, start: int = 0, brand: str = "acme") -> list[CatalogItem]:
     return [
-        CatalogItem(f"item{n}", sha256=f"{n:064x}", brand=brand, kind="product",
-                    sku=f"sku-{n}", source=f"/catalogue/{n}.jpg")
+        CatalogItem(
+            f"item{n}",
+            sha256=f"{n:064x}",
+            brand=brand,
+            kind="product",
+            sku=f"sku-{n}",
+            source=f"/catalogue/{n}.jpg",
+        )
         for n in range(start, start + count)
     ]
 
@@ -65,7 +71,12 @@ def test_search_returns_metadata_and_respects_k() -> None:
     assert len(hits) == 5
     best = hits[0].record
     assert (best.item_id, best.brand, best.kind, best.sku, best.source) == (
-        "item3", "acme", "product", "sku-3", "/catalogue/3.jpg")
+        "item3",
+        "acme",
+        "product",
+        "sku-3",
+        "/catalogue/3.jpg",
+    )
     assert hits[0].score == pytest.approx(1.0, abs=1e-5)
 
 
@@ -138,8 +149,9 @@ def test_remove(factory: str, tmp_path: Path) -> None:
 def test_ivf_trains_on_first_add_and_explains_too_few_vectors() -> None:
     index = CatalogIndex(MODEL, factory="IVF4,Flat")
     index.add(Embeddings(unit_vectors(200, 1), MODEL), items(200))
-    assert index.search(Embeddings(unit_vectors(200, 1)[:1], MODEL), 1)[0][0].record.item_id \
-        == "item0"
+    assert (
+        index.search(Embeddings(unit_vectors(200, 1)[:1], MODEL), 1)[0][0].record.item_id == "item0"
+    )
     too_small = CatalogIndex(MODEL, factory="IVF64,Flat")
     with pytest.raises(CatalogIndexError, match="must be trained"):
         too_small.add(Embeddings(unit_vectors(10, 1), MODEL), items(10))
@@ -158,8 +170,9 @@ def test_records_paging_and_filters() -> None:
     assert index.stats()["brands"] == 2
 
 
-def test_crash_before_publish_keeps_previous_index(tmp_path: Path,
-                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_crash_before_publish_keeps_previous_index(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     index, _ = filled_index(count=10)
     index.save(tmp_path / "idx")
     index.add(Embeddings(unit_vectors(5, 7), MODEL), items(5, start=10))

@@ -68,8 +68,9 @@ def test_checkpoint_round_trip(tmp_path: Path) -> None:
     spec = get_spec("resnet18")
     torch.manual_seed(3)
     network = DescriptorNet(spec)
-    path = save_checkpoint(tmp_path / "model.pt", network, spec, {"trained": True, "epochs": 2},
-                           half=True)
+    path = save_checkpoint(
+        tmp_path / "model.pt", network, spec, {"trained": True, "epochs": 2}, half=True
+    )
     checkpoint = load_checkpoint(path)
     assert checkpoint.spec == spec and checkpoint.metadata["epochs"] == 2
     embedder = create_embedder(path, precision="fp32")
@@ -111,7 +112,9 @@ def test_torchvision_state_dict_loads_into_backbone(tmp_path: Path) -> None:
     torch.save(reference.state_dict(), path)
     embedder = create_embedder("resnet18", weights=path)
     loaded = embedder.network.backbone.model.state_dict()  # type: ignore[union-attr]
-    assert torch.equal(loaded["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"])
+    assert torch.equal(
+        loaded["layer4.1.conv2.weight"], reference.state_dict()["layer4.1.conv2.weight"]
+    )
     assert embedder.trained
     mobilenet = tmp_path / "mobilenet.pth"
     torch.save(torchvision.models.mobilenet_v3_large(weights=None).state_dict(), mobilenet)

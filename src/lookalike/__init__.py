@@ -26,7 +26,21 @@ _EXPORTS = {
     "load_detector": "lookalike.detect",
 }
 
-__all__ = [*sorted(_EXPORTS), "__version__"]
+__all__ = [
+    "CatalogIndex",
+    "CatalogItem",
+    "Detector",
+    "Embedder",
+    "ImageDecodeError",
+    "Match",
+    "Thresholds",
+    "Verdict",
+    "__version__",
+    "create_embedder",
+    "decode_image",
+    "list_models",
+    "load_detector",
+]
 
 if TYPE_CHECKING:
     from .data import ImageDecodeError, decode_image

@@ -47,9 +47,14 @@ def _detector_from_args(args: argparse.Namespace) -> Detector:
     from .detect import load_detector
 
     model = _embedder_from_args(args) if args.model else None
-    detector = load_detector(args.index, model=model, top_k=args.top_k,
-                             precision=args.precision, threads=args.threads,
-                             batch_size=args.batch_size)
+    detector = load_detector(
+        args.index,
+        model=model,
+        top_k=args.top_k,
+        precision=args.precision,
+        threads=args.threads,
+        batch_size=args.batch_size,
+    )
     _warn_untrained(detector.embedder)
     return detector
 
@@ -75,15 +80,27 @@ def cmd_index_build(args: argparse.Namespace) -> int:
     embedder = _embedder_from_args(args)
     _warn_untrained(embedder)
     index = new_index_for(embedder, factory=args.factory)
-    report = add_entries(index, embedder, entries, batch_size=args.batch_size,
-                         workers=args.workers, progress=not args.quiet)
+    report = add_entries(
+        index,
+        embedder,
+        entries,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     if not report.added:
         _note("no catalogue image could be indexed; the index was not written")
         _print_json(report.summary())
         return 1
     snapshot = index.save(args.index)
-    _print_json({"index": str(args.index), "snapshot": snapshot.name, **report.summary(),
-                 "model": embedder.fingerprint.to_dict()})
+    _print_json(
+        {
+            "index": str(args.index),
+            "snapshot": snapshot.name,
+            **report.summary(),
+            "model": embedder.fingerprint.to_dict(),
+        }
+    )
     return 0
 
 
@@ -93,9 +110,14 @@ def cmd_index_add(args: argparse.Namespace) -> int:
 
     detector = _detector_from_args(args)
     entries = load_catalog(Path(args.catalogue), Path(args.manifest) if args.manifest else None)
-    report = add_entries(detector.index, detector.embedder, entries,
-                         batch_size=args.batch_size, workers=args.workers,
-                         progress=not args.quiet)
+    report = add_entries(
+        detector.index,
+        detector.embedder,
+        entries,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     if report.added:
         detector.index.save(args.index)
     _print_json(report.summary())
@@ -142,13 +164,22 @@ def cmd_score(args: argparse.Namespace) -> int:
     from .scoring import score_images
 
     detector = _detector_from_args(args)
-    summary = score_images(detector, args.inputs, args.out, fmt=args.format, top_k=args.top_k,
-                           batch_size=args.batch_size, workers=args.workers,
-                           progress=not args.quiet)
+    summary = score_images(
+        detector,
+        args.inputs,
+        args.out,
+        fmt=args.format,
+        top_k=args.top_k,
+        batch_size=args.batch_size,
+        workers=args.workers,
+        progress=not args.quiet,
+    )
     _print_json(summary.to_dict())
     if summary.errors:
-        _note(f"{len(summary.errors)} input(s) could not be read; first: "
-              f"{next(iter(summary.errors.items()))}")
+        _note(
+            f"{len(summary.errors)} input(s) could not be read; first: "
+            f"{next(iter(summary.errors.items()))}"
+        )
     return 0
 
 
@@ -173,8 +204,13 @@ def cmd_models(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
-    run_demo(Path(args.out), images=Path(args.images) if args.images else None,
-             limit=args.limit, threads=args.threads, progress=not args.quiet)
+    run_demo(
+        Path(args.out),
+        images=Path(args.images) if args.images else None,
+        limit=args.limit,
+        threads=args.threads,
+        progress=not args.quiet,
+    )
     return 0
 
 
@@ -182,23 +218,32 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--threads", type=int, default=None,
-                        help="torch threads (default: one per core)")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: one per core)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
-    parser.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto",
-                        help="auto: bf16 on CPUs with native bf16 units, else fp32")
+    parser.add_argument(
+        "--precision",
+        choices=("auto", "bf16", "fp32"),
+        default="auto",
+        help="auto: bf16 on CPUs with native bf16 units, else fp32",
+    )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def _add_model_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
-    parser.add_argument("--model", default=default,
-                        help="registered model name (see `lookalike models`), or a checkpoint "
-                             "or TorchScript file" + ("" if default else
-                                                      "; default: the model the index records"))
-    parser.add_argument("--weights", default=None,
-                        help="with a model name: a lookalike checkpoint or a torchvision "
-                             "backbone state dict")
+    parser.add_argument(
+        "--model",
+        default=default,
+        help="registered model name (see `lookalike models`), or a checkpoint "
+        "or TorchScript file" + ("" if default else "; default: the model the index records"),
+    )
+    parser.add_argument(
+        "--weights",
+        default=None,
+        help="with a model name: a lookalike checkpoint or a torchvision backbone state dict",
+    )
     parser.add_argument("--input-size", type=int, default=None, help="TorchScript models only")
     parser.add_argument("--mean", type=float, nargs=3, default=None, help="TorchScript only")
     parser.add_argument("--std", type=float, nargs=3, default=None, help="TorchScript only")
@@ -218,8 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
     build.add_argument("catalogue", help="folder of images, manifest (.csv/.jsonl) or image")
     build.add_argument("--index", required=True, help="index folder to write")
     build.add_argument("--manifest", help="CSV/JSONL manifest; image paths relative to CATALOGUE")
-    build.add_argument("--factory", default="Flat",
-                       help="FAISS index factory string: Flat (exact), HNSW32, IVF1024,Flat ...")
+    build.add_argument(
+        "--factory",
+        default="Flat",
+        help="FAISS index factory string: Flat (exact), HNSW32, IVF1024,Flat ...",
+    )
     _add_model_options(build, default="default")
     _add_runtime_options(build)
     build.set_defaults(func=cmd_index_build)
@@ -254,9 +302,13 @@ def build_parser() -> argparse.ArgumentParser:
     score.add_argument("--index", required=True)
     score.add_argument("--out", required=True, help="results file; rerun to resume")
     score.add_argument("--top-k", type=int, default=5)
-    score.add_argument("--format", choices=("csv", "jsonl", "parquet", "isc"), default=None,
-                       help="default: from --out's extension, else csv; isc: "
-                            "query_id,reference_id,score rows (ISC 2021)")
+    score.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet", "isc"),
+        default=None,
+        help="default: from --out's extension, else csv; isc: "
+        "query_id,reference_id,score rows (ISC 2021)",
+    )
     _add_model_options(score, default=None)
     _add_runtime_options(score)
     score.set_defaults(func=cmd_score)
@@ -272,8 +324,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser("demo", help="end-to-end run on images found or made offline")
     demo.add_argument("--out", default="demo-out", help="working folder (default: demo-out)")
-    demo.add_argument("--images", default=None,
-                      help="folder of real photos to use as the catalogue (else made in code)")
+    demo.add_argument(
+        "--images",
+        default=None,
+        help="folder of real photos to use as the catalogue (else made in code)",
+    )
     demo.add_argument("--limit", type=int, default=200, help="catalogue size")
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--quiet", action="store_true")

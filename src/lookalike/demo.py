@@ -85,12 +85,20 @@ def _recall_at_1_by_edit(ground_truth: Path, predictions: list[Prediction]) -> d
         for row in csv.DictReader(handle):
             if row["reference_id"]:
                 top = best.get(row["query_id"])
-                hits[row["edit"]].append(top is not None and top.reference_id == row["reference_id"])
+                hits[row["edit"]].append(
+                    top is not None and top.reference_id == row["reference_id"]
+                )
     return {edit: sum(found) / len(found) for edit, found in sorted(hits.items())}
 
 
-def run_demo(out: Path, *, images: Path | None = None, limit: int = 200,
-             threads: int | None = None, progress: bool = True) -> dict[str, object]:
+def run_demo(
+    out: Path,
+    *,
+    images: Path | None = None,
+    limit: int = 200,
+    threads: int | None = None,
+    progress: bool = True,
+) -> dict[str, object]:
     out.mkdir(parents=True, exist_ok=True)
     origin = f"real photos from {images}" if images else "pictures made in code"
     print(f"[1/4] catalogue of {limit} {origin}, listing photos = edited copies + others")
@@ -99,8 +107,7 @@ def run_demo(out: Path, *, images: Path | None = None, limit: int = 200,
     embedder = create_embedder("default", threads=threads)
     if not embedder.trained:
         print("\nNOTE: " + untrained_message(embedder.name) + "\n")
-    print(f"[2/4] indexing with model {embedder.fingerprint.short()} "
-          f"({embedder.active_precision})")
+    print(f"[2/4] indexing with model {embedder.fingerprint.short()} ({embedder.active_precision})")
     index = new_index_for(embedder)
     report = add_entries(index, embedder, load_catalog(catalogue), progress=progress)
     index_dir = out / "index"
@@ -125,7 +132,9 @@ def run_demo(out: Path, *, images: Path | None = None, limit: int = 200,
     verdict = detector.check(example).to_dict()
     verdict["matches"] = verdict["matches"][:2]
     print(json.dumps(verdict, indent=2))
-    print(f"\nindexed {len(report.added)} images into {index_dir}; scored {summary.scored}. Next:\n"
-          f"  lookalike check {example} --index {index_dir}\n"
-          f"  lookalike score {queries} --index {index_dir} --out {out}/results.csv")
+    print(
+        f"\nindexed {len(report.added)} images into {index_dir}; scored {summary.scored}. Next:\n"
+        f"  lookalike check {example} --index {index_dir}\n"
+        f"  lookalike score {queries} --index {index_dir} --out {out}/results.csv"
+    )
     return {"metrics": result.to_dict(), "recall_at_1_by_edit": by_edit}

@@ -62,8 +62,15 @@ class Match:
     @classmethod
     def from_hit(cls, hit: SearchHit) -> Match:
         record = hit.record
-        return cls(record.item_id, round(hit.score, 6), record.brand, record.kind, record.sku,
-                   record.source, record.sha256)
+        return cls(
+            record.item_id,
+            round(hit.score, 6),
+            record.brand,
+            record.kind,
+            record.sku,
+            record.source,
+            record.sha256,
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,8 +130,9 @@ class Detector:
         vectors = self.embedder.embed_pixels(pixels)
         return self.check_embeddings(Embeddings(vectors, self.embedder.fingerprint), top_k=top_k)
 
-    def check_embeddings(self, embeddings: Embeddings, *, top_k: int | None = None
-                         ) -> list[Verdict]:
+    def check_embeddings(
+        self, embeddings: Embeddings, *, top_k: int | None = None
+    ) -> list[Verdict]:
         hits = self.index.search(embeddings, top_k or self.top_k)
         return [self.verdict(row) for row in hits]
 
@@ -149,12 +157,14 @@ def load_detector(
     if isinstance(model, Embedder):
         embedder = model
     elif model is not None:
-        embedder = create_embedder(model, precision=precision, threads=threads,
-                                   batch_size=batch_size)
+        embedder = create_embedder(
+            model, precision=precision, threads=threads, batch_size=batch_size
+        )
     elif index.embedder_recipe:
         recipe = EmbedderRecipe.from_dict(index.embedder_recipe)
-        embedder = create_embedder_from_recipe(recipe, precision=precision, threads=threads,
-                                               batch_size=batch_size)
+        embedder = create_embedder_from_recipe(
+            recipe, precision=precision, threads=threads, batch_size=batch_size
+        )
     else:
         raise ValueError(f"{index_dir}: the index does not record its model; pass model=")
     return Detector(embedder, index, thresholds, top_k=top_k)

@@ -21,8 +21,9 @@ class ModelFingerprint:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> ModelFingerprint:
-        return cls(name=str(data["name"]), weights_sha256=str(data["weights_sha256"]),
-                   dim=int(data["dim"]))
+        return cls(
+            name=str(data["name"]), weights_sha256=str(data["weights_sha256"]), dim=int(data["dim"])
+        )
 
     def short(self) -> str:
         return f"{self.name}@{self.weights_sha256[:12]} (dim {self.dim})"

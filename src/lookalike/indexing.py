@@ -39,8 +39,9 @@ class _Prepared:
 
 def new_index_for(embedder: Embedder, factory: str = "Flat") -> CatalogIndex:
     """An empty index bound to ``embedder`` (it records how to rebuild that embedder)."""
-    return CatalogIndex(embedder.fingerprint, factory=factory,
-                        embedder_recipe=embedder.recipe.to_dict())
+    return CatalogIndex(
+        embedder.fingerprint, factory=factory, embedder_recipe=embedder.recipe.to_dict()
+    )
 
 
 def add_entries(
@@ -63,7 +64,7 @@ def add_entries(
     bar = tqdm(total=len(entries), desc="indexing", unit="img", disable=not progress)
     for batch in load_batches(entries, prepare, batch_size=batch_size, workers=workers):
         good = [(loaded.source, loaded.value) for loaded in batch if loaded.value is not None]
-        report.errors.extend((str(l.source.image), l.error or "") for l in batch if l.error)
+        report.errors.extend((str(x.source.image), x.error) for x in batch if x.error)
         if good:
             vectors = embedder.embed_pixels(torch.stack([p.pixels for _, p in good]))
             items = [

@@ -25,8 +25,18 @@ from .data.manifest import iter_image_files
 from .detect import Detector, Verdict
 
 OUTPUT_FORMATS = ("csv", "jsonl", "parquet", "isc")
-CSV_COLUMNS = ("path", "query_id", "label", "score", "expected_precision", "top_item_id",
-               "top_brand", "top_kind", "matches", "error")
+CSV_COLUMNS = (
+    "path",
+    "query_id",
+    "label",
+    "score",
+    "expected_precision",
+    "top_item_id",
+    "top_brand",
+    "top_kind",
+    "matches",
+    "error",
+)
 ISC_COLUMNS = ("query_id", "reference_id", "score")
 
 
@@ -65,8 +75,13 @@ class ScoreSummary:
     errors: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"out": str(self.out), "inputs": self.inputs, "already_done": self.skipped_done,
-                "scored": self.scored, "errors": len(self.errors)}
+        return {
+            "out": str(self.out),
+            "inputs": self.inputs,
+            "already_done": self.skipped_done,
+            "scored": self.scored,
+            "errors": len(self.errors),
+        }
 
 
 def infer_format(out: Path, fmt: str | None) -> str:
@@ -161,8 +176,10 @@ class ResumableWriter:
             for row in rows:
                 record = row.to_record()
                 record["matches"] = json.dumps(
-                    [{"item_id": m["item_id"], "score": m["score"], "brand": m["brand"]}
-                     for m in record["matches"]]
+                    [
+                        {"item_id": m["item_id"], "score": m["score"], "brand": m["brand"]}
+                        for m in record["matches"]
+                    ]
                 )
                 writer.writerow(["" if record[c] is None else record[c] for c in CSV_COLUMNS])
         return buffer.getvalue().encode()
@@ -186,15 +203,31 @@ def _stage_to_parquet(staging: Path, out: Path) -> None:
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    match_type = pa.struct([("item_id", pa.string()), ("score", pa.float64()),
-                            ("brand", pa.string()), ("kind", pa.string()), ("sku", pa.string()),
-                            ("source", pa.string()), ("sha256", pa.string())])
-    schema = pa.schema([
-        ("path", pa.string()), ("query_id", pa.string()), ("label", pa.string()),
-        ("score", pa.float64()), ("expected_precision", pa.float64()),
-        ("top_item_id", pa.string()), ("top_brand", pa.string()), ("top_kind", pa.string()),
-        ("matches", pa.list_(match_type)), ("error", pa.string()),
-    ])
+    match_type = pa.struct(
+        [
+            ("item_id", pa.string()),
+            ("score", pa.float64()),
+            ("brand", pa.string()),
+            ("kind", pa.string()),
+            ("sku", pa.string()),
+            ("source", pa.string()),
+            ("sha256", pa.string()),
+        ]
+    )
+    schema = pa.schema(
+        [
+            ("path", pa.string()),
+            ("query_id", pa.string()),
+            ("label", pa.string()),
+            ("score", pa.float64()),
+            ("expected_precision", pa.float64()),
+            ("top_item_id", pa.string()),
+            ("top_brand", pa.string()),
+            ("top_kind", pa.string()),
+            ("matches", pa.list_(match_type)),
+            ("error", pa.string()),
+        ]
+    )
     with open(staging) as handle:
         records = [json.loads(line) for line in handle if line.strip()]
     tmp = out.with_name(f".{out.name}.tmp")
@@ -216,11 +249,16 @@ def score_images(
     """Score files and folders (recursive, symlinks followed) into ``out``; resumable."""
     out_path = Path(out)
     writer = ResumableWriter(out_path, infer_format(out_path, fmt))
-    paths = [str(p) for p in iter_image_files(inputs)]
+    paths = [str(p) for p in iter_image_files(Path(i) for i in inputs)]
     todo = [p for p in paths if p not in writer.done]
     summary = ScoreSummary(out_path, inputs=len(paths), skipped_done=len(paths) - len(todo))
-    bar = tqdm(total=len(paths), initial=summary.skipped_done, desc="scoring", unit="img",
-               disable=not progress)
+    bar = tqdm(
+        total=len(paths),
+        initial=summary.skipped_done,
+        desc="scoring",
+        unit="img",
+        disable=not progress,
+    )
     load = detector.embedder.load  # decode + resize, in the loader's threads
     for batch in load_batches(todo, load, batch_size=batch_size, workers=workers):
         pixels = [loaded.value for loaded in batch if loaded.value is not None]

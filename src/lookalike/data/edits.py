@@ -12,8 +12,9 @@ Edit = Callable[[Image.Image], Image.Image]
 
 def resize(image: Image.Image, scale: float = 0.6) -> Image.Image:
     width, height = image.size
-    return image.resize((max(1, round(width * scale)), max(1, round(height * scale))),
-                        Image.Resampling.BICUBIC)
+    return image.resize(
+        (max(1, round(width * scale)), max(1, round(height * scale))), Image.Resampling.BICUBIC
+    )
 
 
 def center_crop(image: Image.Image, keep: float = 0.8) -> Image.Image:

@@ -102,8 +102,14 @@ class CatalogIndex:
             found = row.fetchone()
         return found[0] if found else None
 
-    def records(self, *, brand: str | None = None, kind: str | None = None,
-                limit: int | None = None, offset: int = 0) -> list[CatalogRecord]:
+    def records(
+        self,
+        *,
+        brand: str | None = None,
+        kind: str | None = None,
+        limit: int | None = None,
+        offset: int = 0,
+    ) -> list[CatalogRecord]:
         """Records in insertion order, optionally filtered and paged."""
         clauses, params = [], []
         for column, value in (("brand", brand), ("kind", kind)):
@@ -195,8 +201,7 @@ class CatalogIndex:
                 for vid, it in zip(vids, (items[r] for r in keep), strict=True)
             ]
             with self._db:
-                self._db.executemany(f"INSERT INTO items VALUES (?, ?, {', '.join('?' * 6)})",
-                                     rows)
+                self._db.executemany(f"INSERT INTO items VALUES (?, ?, {', '.join('?' * 6)})", rows)
                 self._set_setting("next_vid", str(first_vid + len(keep)))
             self._faiss.add_with_ids(vectors, vids)
             report.added.extend(items[r].item_id for r in keep)
@@ -222,8 +227,9 @@ class CatalogIndex:
                 tombstoned = vids.tolist()
             with self._db:
                 self._db.executemany("DELETE FROM items WHERE vid = ?", [(int(v),) for v in vids])
-                self._db.executemany("INSERT OR IGNORE INTO tombstones VALUES (?)",
-                                     [(v,) for v in tombstoned])
+                self._db.executemany(
+                    "INSERT OR IGNORE INTO tombstones VALUES (?)", [(v,) for v in tombstoned]
+                )
             return [item_id for _, item_id in found]
 
     # -- persistence ---------------------------------------------------------------------
@@ -251,10 +257,15 @@ class CatalogIndex:
         snapshot = current_snapshot(Path(directory))
         meta = json.loads((snapshot / "index.json").read_text())
         if meta.get("format") != INDEX_FORMAT or meta.get("version") != INDEX_VERSION:
-            raise CatalogIndexError(f"{snapshot}: unsupported index format {meta.get('format')!r} "
-                              f"version {meta.get('version')!r}")
-        index = cls(ModelFingerprint.from_dict(meta["model"]), factory=meta["factory"],
-                    embedder_recipe=meta.get("embedder_recipe"))
+            raise CatalogIndexError(
+                f"{snapshot}: unsupported index format {meta.get('format')!r} "
+                f"version {meta.get('version')!r}"
+            )
+        index = cls(
+            ModelFingerprint.from_dict(meta["model"]),
+            factory=meta["factory"],
+            embedder_recipe=meta.get("embedder_recipe"),
+        )
         index._faiss = faiss.read_index(str(snapshot / "vectors.faiss"))
         source = sqlite3.connect(snapshot / "catalog.sqlite")
         try:
@@ -354,9 +365,9 @@ def _publish_snapshot(root: Path, name: str) -> None:
 
 def _next_snapshot_number(root: Path) -> int:
     numbers = [
-        int(path.name[len(SNAPSHOT_PREFIX):])
+        int(path.name[len(SNAPSHOT_PREFIX) :])
         for path in root.glob(f"{SNAPSHOT_PREFIX}*")
-        if path.name[len(SNAPSHOT_PREFIX):].isdigit()
+        if path.name[len(SNAPSHOT_PREFIX) :].isdigit()
     ]
     return max(numbers, default=0) + 1
 

@@ -104,6 +104,9 @@ def state_dict_sha256(state_dict: dict[str, torch.Tensor]) -> str:
         tensor = state_dict[key].detach().cpu().contiguous()
         digest.update(key.encode())
         digest.update(str(tuple(tensor.shape)).encode())
-        digest.update(tensor.float().numpy().tobytes() if tensor.is_floating_point()
-                      else tensor.numpy().tobytes())
+        digest.update(
+            tensor.float().numpy().tobytes()
+            if tensor.is_floating_point()
+            else tensor.numpy().tobytes()
+        )
     return digest.hexdigest()

@@ -63,7 +63,9 @@ class EmbedderRecipe:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> EmbedderRecipe:
         def triple(values: Any) -> tuple[float, float, float] | None:
-            return None if values is None else (float(values[0]), float(values[1]), float(values[2]))
+            return (
+                None if values is None else (float(values[0]), float(values[1]), float(values[2]))
+            )
 
         return cls(
             kind=data["kind"],

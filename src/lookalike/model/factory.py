@@ -92,8 +92,9 @@ def _from_registry(
     network = DescriptorNet(spec)
     trained = weights is not None
     metadata: dict[str, object] = {}
-    recipe = EmbedderRecipe(kind="registry", name=name, path=None if weights is None
-                            else os.fspath(weights))
+    recipe = EmbedderRecipe(
+        kind="registry", name=name, path=None if weights is None else os.fspath(weights)
+    )
     if weights is not None:
         metadata = _load_weights_into(network, spec, Path(weights))
     return _wrap(network, spec, recipe, trained, metadata, precision, batch_size)
@@ -135,8 +136,9 @@ def _from_checkpoint_file(path: Path, *, precision: Precision, batch_size: int) 
     network.load_state_dict(checkpoint.state_dict)
     recipe = EmbedderRecipe(kind="checkpoint", name=checkpoint.spec.name, path=os.fspath(path))
     trained = bool(checkpoint.metadata.get("trained", True))
-    return _wrap(network, checkpoint.spec, recipe, trained, checkpoint.metadata, precision,
-                 batch_size)
+    return _wrap(
+        network, checkpoint.spec, recipe, trained, checkpoint.metadata, precision, batch_size
+    )
 
 
 def _wrap(
@@ -207,7 +209,10 @@ def _from_torchscript(
 
 
 def create_embedder_from_recipe(
-    recipe: EmbedderRecipe, *, precision: Precision = "auto", threads: int | None = None,
+    recipe: EmbedderRecipe,
+    *,
+    precision: Precision = "auto",
+    threads: int | None = None,
     batch_size: int = 32,
 ) -> Embedder:
     """Rebuild the embedder an index recorded (its fingerprint is checked by the caller)."""

@@ -45,10 +45,10 @@ class TorchvisionTrunk(nn.Module):
 
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         if not self.name.startswith("resnet"):
-            return self.model.features(images)  # type: ignore[no-any-return]
+            return self.model.features(images)
         m = self.model
         x = m.maxpool(m.relu(m.bn1(m.conv1(images))))
-        return m.layer4(m.layer3(m.layer2(m.layer1(x))))  # type: ignore[no-any-return]
+        return m.layer4(m.layer3(m.layer2(m.layer1(x))))
 
 
 class DescriptorNet(nn.Module):

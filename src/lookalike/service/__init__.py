@@ -1,0 +1,1 @@
+"""The HTTP service for moderation tools (FastAPI). Not built yet: it has its own issue."""
