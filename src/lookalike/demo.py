@@ -132,8 +132,12 @@ def run_demo(
     verdict = detector.check(example).to_dict()
     verdict["matches"] = verdict["matches"][:2]
     print(json.dumps(verdict, indent=2))
+    duplicates = f" ({len(report.duplicates)} identical files stored once)" * bool(
+        report.duplicates
+    )
     print(
-        f"\nindexed {len(report.added)} images into {index_dir}; scored {summary.scored}. Next:\n"
+        f"\nindexed {len(report.added)} images into {index_dir}{duplicates}; "
+        f"scored {summary.scored}. Next:\n"
         f"  lookalike check {example} --index {index_dir}\n"
         f"  lookalike score {queries} --index {index_dir} --out {out}/results.csv"
     )

@@ -84,40 +84,46 @@ class ScoreSummary:
         }
 
 
-def infer_format(out: Path, fmt: str | None) -> str:
-    if fmt is not None:
-        if fmt not in OUTPUT_FORMATS:
-            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
-        return fmt
+def format_for_suffix(out: Path) -> str:
     by_suffix = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
     return by_suffix.get(out.suffix.lower(), "csv")
 
 
 class ResumableWriter:
-    """Appends rows in one of OUTPUT_FORMATS with an exactly-once journal (see module doc)."""
+    """Appends rows in one of OUTPUT_FORMATS with an exactly-once journal (see module doc).
 
-    def __init__(self, out: Path, fmt: str) -> None:
+    ``fmt`` None means: the format the journal recorded when resuming, else from the
+    extension of ``out``. The journal's first line records the format, so that a resume can
+    never append rows of another format to the file.
+    """
+
+    def __init__(self, out: Path, fmt: str | None = None) -> None:
+        if fmt is not None and fmt not in OUTPUT_FORMATS:
+            raise ValueError(f"unknown format {fmt!r}; choose one of {', '.join(OUTPUT_FORMATS)}")
         self.out = out
-        self.fmt = fmt
         self.journal = out.with_name(out.name + ".progress")
-        # Parquet cannot be appended to: rows are staged as JSON lines, converted at close.
-        self.data = out.with_name(out.name + ".partial.jsonl") if fmt == "parquet" else out
         self.done: set[str] = set()
         self.errors: dict[str, str] = {}
-        self._recover()
+        self._size = 0  # output bytes covered by the journal
+        self.fmt = self._open_journal(fmt)
+        # Parquet cannot be appended to: rows are staged as JSON lines, converted at close.
+        self.data = out.with_name(out.name + ".partial.jsonl") if self.fmt == "parquet" else out
+        self._recover_data()
 
-    def _recover(self) -> None:
+    def _open_journal(self, fmt: str | None) -> str:
+        """Start a journal (before any output byte exists), or replay the one there."""
         if not self.journal.exists():
-            if self.data.exists() or self.out.exists():
+            staging = self.out.with_name(self.out.name + ".partial.jsonl")
+            if self.out.exists() or staging.exists():
                 raise FileExistsError(
                     f"{self.out} exists but has no {self.journal.name} journal: it is not a "
                     "resumable lookalike output; move it away or choose another --out"
                 )
             self.out.parent.mkdir(parents=True, exist_ok=True)
-            self.data.touch()
-            self._commit([], {})
-            return
-        size, valid_bytes = 0, 0
+            chosen = fmt or format_for_suffix(self.out)
+            self._append_journal({"format": chosen, "size": 0, "paths": []})
+            return chosen
+        recorded, valid_bytes = None, 0
         with open(self.journal, "rb") as handle:
             for line in handle:
                 try:
@@ -127,37 +133,55 @@ class ResumableWriter:
                 if not line.endswith(b"\n"):
                     break
                 valid_bytes += len(line)
-                size = int(entry["size"])
+                recorded = entry.get("format", recorded)
+                self._size = int(entry["size"])
                 self.done.update(entry["paths"])
                 self.errors.update(entry.get("errors", {}))
         _truncate(self.journal, valid_bytes)
+        if recorded is None:
+            raise ValueError(
+                f"{self.journal}: journal without a format line; remove it and "
+                f"{self.out} to start over"
+            )
+        if fmt is not None and fmt != recorded:
+            raise ValueError(
+                f"{self.out} holds {recorded!r} rows; resume it with --format "
+                f"{recorded} or write {fmt!r} rows to another --out"
+            )
+        return str(recorded)
+
+    def _recover_data(self) -> None:
         if not self.data.exists():
             self.data.touch()
-        _truncate(self.data, size)
+        _truncate(self.data, self._size)
+        header = self._encode([], header=True)
+        if self._size == 0 and header:
+            self._append_data(header)
+            self._commit([], {})
 
     def write(self, rows: Sequence[ScoredImage]) -> None:
-        payload = self._encode(rows, header=self.data.stat().st_size == 0)
+        self._append_data(self._encode(rows, header=False))
+        self._commit([r.path for r in rows], {r.path: r.error for r in rows if r.error})
+
+    def _commit(self, paths: list[str], errors: dict[str, str]) -> None:
+        entry: dict[str, Any] = {"size": self.data.stat().st_size, "paths": paths}
+        if errors:
+            entry["errors"] = errors
+        self._append_journal(entry)
+        self.done.update(paths)
+        self.errors.update(errors)
+
+    def _append_data(self, payload: bytes) -> None:
         with open(self.data, "ab") as handle:
             handle.write(payload)
             handle.flush()
             os.fsync(handle.fileno())
-        self._commit([r.path for r in rows], {r.path: r.error for r in rows if r.error})
 
-    def _commit(self, paths: list[str], errors: dict[str, str]) -> None:
-        if not paths and self.data.stat().st_size == 0:
-            header = self._encode([], header=True)
-            if header:
-                with open(self.data, "ab") as handle:
-                    handle.write(header)
-        entry = {"size": self.data.stat().st_size, "paths": paths}
-        if errors:
-            entry["errors"] = errors
+    def _append_journal(self, entry: dict[str, Any]) -> None:
         with open(self.journal, "ab") as handle:
             handle.write(json.dumps(entry).encode() + b"\n")
             handle.flush()
             os.fsync(handle.fileno())
-        self.done.update(paths)
-        self.errors.update(errors)
 
     def _encode(self, rows: Sequence[ScoredImage], *, header: bool) -> bytes:
         if self.fmt in ("jsonl", "parquet"):
@@ -248,8 +272,10 @@ def score_images(
 ) -> ScoreSummary:
     """Score files and folders (recursive, symlinks followed) into ``out``; resumable."""
     out_path = Path(out)
-    writer = ResumableWriter(out_path, infer_format(out_path, fmt))
-    paths = [str(p) for p in iter_image_files(Path(i) for i in inputs)]
+    writer = ResumableWriter(out_path, fmt)
+    # One row per file however it was named: twice on the command line, or relative in one
+    # run and absolute in the next (the journal keys on absolute paths).
+    paths = list(dict.fromkeys(os.path.abspath(p) for p in iter_image_files(map(Path, inputs))))
     todo = [p for p in paths if p not in writer.done]
     summary = ScoreSummary(out_path, inputs=len(paths), skipped_done=len(paths) - len(todo))
     bar = tqdm(

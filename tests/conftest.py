@@ -1,0 +1,38 @@
+"""Shared fixtures: one embedder per test session, and catalogue pictures made in code."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from pathlib import Path
+
+import pytest
+
+from lookalike.data.synthetic import synthetic_image
+from lookalike.model import Embedder, create_embedder
+
+ImageWriter = Callable[..., list[Path]]
+
+
+def write_synthetic_images(
+    folder: Path, seeds: Iterable[int], *, prefix: str = "item", suffix: str = ".png"
+) -> list[Path]:
+    """Save ``synthetic_image(seed)`` as ``folder/{prefix}{seed:03d}{suffix}`` for each seed."""
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = []
+    for seed in seeds:
+        path = folder / f"{prefix}{seed:03d}{suffix}"
+        synthetic_image(seed).save(path)  # the format follows the suffix
+        paths.append(path)
+    return paths
+
+
+@pytest.fixture(scope="session")
+def shared_embedder() -> Embedder:
+    """The default (untrained, seeded) model, built once: the same one the CLI rebuilds."""
+    return create_embedder("default")
+
+
+@pytest.fixture(scope="session")
+def write_images() -> ImageWriter:
+    """``write_images(folder, seeds, prefix="item", suffix=".png") -> list[Path]``."""
+    return write_synthetic_images
