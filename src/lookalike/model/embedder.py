@@ -125,8 +125,10 @@ class Embedder:
         if image.size != size:
             # reducing_gap: PIL first shrinks by an integer factor (cheap), then filters.
             image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-        array = np.asarray(image.convert("RGB"), dtype=np.uint8)
-        return torch.from_numpy(array.copy()).permute(2, 0, 1)
+        if image.mode != "RGB":
+            image = image.convert("RGB")
+        array = np.array(image, dtype=np.uint8)  # a writable copy, owned by the tensor
+        return torch.from_numpy(array).permute(2, 0, 1)
 
     def load(self, source: ImageSource) -> torch.Tensor:
         """Decode (safely) and preprocess one image; raises ImageDecodeError on bad input."""
