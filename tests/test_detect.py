@@ -99,3 +99,14 @@ def test_load_detector_rebuilds_the_recorded_model(
     detector = load_detector(tmp_path / "idx")
     assert detector.embedder.fingerprint == embedder.fingerprint
     assert detector.check(synthetic_image(5)).best.item_id == "item5"  # type: ignore[union-attr]
+
+
+def test_calibration_fills_expected_precision(embedder: Embedder, index: CatalogIndex) -> None:
+    from lookalike.training.calibration import calibrate
+
+    calibration = calibrate([0.99, 0.995, 1.0], [0.0, 0.5, 0.98])
+    verdict = Detector(embedder, index, calibration=calibration).check(synthetic_image(3))
+    assert verdict.expected_precision == pytest.approx(
+        float(calibration.precision_at(verdict.score)[0]), abs=1e-4
+    )
+    assert Detector(embedder, index).check(synthetic_image(3)).expected_precision is None

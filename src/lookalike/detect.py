@@ -14,6 +14,7 @@ from .embeddings import EmbedderMismatchError, Embeddings
 from .index import CatalogIndex, SearchHit
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
+from .training.calibration import Calibration
 
 Label = Literal["copy", "review", "clear"]
 LABELS: tuple[Label, ...] = ("copy", "review", "clear")
@@ -108,6 +109,7 @@ class Detector:
         index: CatalogIndex,
         thresholds: Thresholds | None = None,
         *,
+        calibration: Calibration | None = None,
         top_k: int = 5,
     ) -> None:
         if embedder.fingerprint != index.model:
@@ -115,6 +117,9 @@ class Detector:
         self.embedder = embedder
         self.index = index
         self.thresholds = thresholds or Thresholds.from_metadata(embedder.metadata) or Thresholds()
+        if calibration is None and isinstance(embedder.metadata.get("calibration"), dict):
+            calibration = Calibration.from_dict(embedder.metadata["calibration"])
+        self.calibration = calibration
         self.top_k = top_k
 
     def check(self, image: ImageSource) -> Verdict:
@@ -139,7 +144,10 @@ class Detector:
     def verdict(self, hits: Sequence[SearchHit]) -> Verdict:
         matches = tuple(Match.from_hit(hit) for hit in hits)
         score = matches[0].score if matches else 0.0
-        return Verdict(self.thresholds.label(score), score, matches)
+        expected = None
+        if self.calibration is not None and matches:
+            expected = round(float(self.calibration.precision_at(score)[0]), 4)
+        return Verdict(self.thresholds.label(score), score, matches, expected)
 
 
 def load_detector(
