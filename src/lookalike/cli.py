@@ -194,6 +194,54 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from .data.benchmark import split_images
+    from .data.manifest import iter_image_files
+    from .training.train import TrainConfig, train
+
+    images = list(iter_image_files([Path(p) for p in args.images]))
+    if args.split != "all":
+        # The copy-detection benchmark evaluates on the reference/distractor parts: training
+        # on the train part only keeps its figures honest.
+        images = list(split_images(images).train)
+    if not images:
+        _note("no training images found")
+        return 1
+    config = TrainConfig(
+        images=images,
+        out_dir=args.out,
+        model=args.model,
+        init_weights=args.init_weights,
+        input_size=args.input_size,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        threads=args.threads,
+        seed=args.seed,
+        precision=args.precision,
+        max_steps=args.max_steps,
+        max_minutes=args.max_minutes,
+        num_workers=args.workers,
+        eval_every_steps=args.eval_every,
+        checkpoint_every_steps=args.checkpoint_every,
+    )
+    result = train(config, progress=not args.quiet)
+    _print_json(
+        {
+            "checkpoint": str(result.checkpoint),
+            "best": str(result.best) if result.best else None,
+            "steps": result.steps,
+            "last_eval": _last_eval(result.history),
+        }
+    )
+    return 0
+
+
+def _last_eval(history: list[dict[str, Any]]) -> dict[str, Any] | None:
+    evals = [entry for entry in history if "micro_ap" in entry]
+    return evals[-1] if evals else None
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from .model import get_spec, list_models
 
@@ -318,6 +366,36 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("ground_truth", help="query_id,reference_id CSV")
     ev.add_argument("--json", action="store_true")
     ev.set_defaults(func=cmd_eval)
+
+    tr = sub.add_parser("train", help="train a copy-detection descriptor (resumable)")
+    tr.add_argument("images", nargs="+", help="folders or files of catalogue photos")
+    tr.add_argument("--out", required=True, help="run folder: last.pt, best.pt, state.pt")
+    tr.add_argument(
+        "--split",
+        choices=("train", "all"),
+        default="all",
+        help="train: only the benchmark's training part of these images",
+    )
+    tr.add_argument("--model", default="default", help="registered architecture")
+    tr.add_argument(
+        "--init-weights",
+        default=None,
+        help="start from a lookalike checkpoint or a torchvision state dict",
+    )
+    tr.add_argument("--input-size", type=int, default=160)
+    tr.add_argument("--epochs", type=int, default=10)
+    tr.add_argument("--batch-size", type=int, default=64, help="pairs per step")
+    tr.add_argument("--lr", type=float, default=1.5e-3)
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--max-steps", type=int, default=None, help="stop early (resumable)")
+    tr.add_argument("--max-minutes", type=float, default=None, help="stop early (resumable)")
+    tr.add_argument("--eval-every", type=int, default=200, help="steps between evaluations")
+    tr.add_argument("--checkpoint-every", type=int, default=100)
+    tr.add_argument("--threads", type=int, default=None)
+    tr.add_argument("--workers", type=int, default=1, help="augmentation worker processes")
+    tr.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    tr.add_argument("--quiet", action="store_true")
+    tr.set_defaults(func=cmd_train)
 
     models = sub.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)
