@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed-stamp
 SHARED_PHOTOS := ../shared/data/fashion_products_small/images
 DEMO_IMAGES ?= $(wildcard $(SHARED_PHOTOS))
 
-.PHONY: install demo test lint clean
+.PHONY: install demo test lint browser clean
 
 install: $(STAMP)
 
@@ -25,7 +25,14 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check src tests benchmarks
 	$(BIN)/mypy
 
-test: lint
+# The review page's end-to-end test drives Debian's Chromium through Playwright (no browser
+# download). Installed here when missing and apt-get can (root); otherwise that test skips.
+browser:
+	@if [ ! -x /usr/bin/chromium ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	fi
+
+test: lint browser
 	$(BIN)/pytest
 
 clean:

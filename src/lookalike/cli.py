@@ -411,6 +411,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--threads", type=int, default=None)
     demo.add_argument("--quiet", action="store_true")
     demo.set_defaults(func=cmd_demo)
+
+    from .service.cli import add_service_commands  # light: FastAPI loads inside the commands
+
+    add_service_commands(sub)
     return parser
 
 

@@ -8,12 +8,14 @@ from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import torch
+from PIL import Image
 
-from .data.decode import ImageSource
+from .data.decode import ImageSource, decode_image
 from .embeddings import EmbedderMismatchError, Embeddings
 from .index import CatalogIndex, SearchHit
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
+from .rerank import LocalVerifier, rescored, shrink
 from .training.calibration import Calibration
 
 Label = Literal["copy", "review", "clear"]
@@ -100,8 +102,22 @@ class Verdict:
         }
 
 
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded listing photo ready for checking: model input and, when local verification
+    is on, a small copy of the photo for keypoints."""
+
+    pixels: torch.Tensor
+    image: Image.Image | None = None
+
+
 class Detector:
-    """Checks listing photos against an indexed catalogue."""
+    """Checks listing photos against an indexed catalogue.
+
+    With a ``verifier`` the descriptor's shortlist is re-ranked by local-feature verification
+    (see :mod:`lookalike.rerank`); scores are then fused scores, which a calibration made
+    with the same verifier settings maps to expected precision.
+    """
 
     def __init__(
         self,
@@ -110,6 +126,7 @@ class Detector:
         thresholds: Thresholds | None = None,
         *,
         calibration: Calibration | None = None,
+        verifier: LocalVerifier | None = None,
         top_k: int = 5,
     ) -> None:
         if embedder.fingerprint != index.model:
@@ -120,7 +137,18 @@ class Detector:
         if calibration is None and isinstance(embedder.metadata.get("calibration"), dict):
             calibration = Calibration.from_dict(embedder.metadata["calibration"])
         self.calibration = calibration
+        self.verifier = verifier
         self.top_k = top_k
+
+    def prepare(self, source: ImageSource) -> PreparedImage:
+        """Decode (safely) and preprocess one photo; raises ImageDecodeError on bad input.
+        Thread-safe: batch jobs call it from their decoding threads."""
+        draft = self.embedder.input_size
+        if self.verifier is not None:
+            draft = max(draft, self.verifier.config.max_side)
+        image = decode_image(source, draft_size=draft)
+        keep = shrink(image, self.verifier.config.max_side) if self.verifier else None
+        return PreparedImage(self.embedder.preprocess(image), keep)
 
     def check(self, image: ImageSource) -> Verdict:
         """One image (path, bytes or PIL image); raises ImageDecodeError on bad input."""
@@ -128,18 +156,47 @@ class Detector:
 
     def check_many(self, images: Iterable[ImageSource]) -> list[Verdict]:
         """Several images in one batch; raises ImageDecodeError on the first bad one."""
-        return self.check_embeddings(self.embedder.embed(images))
+        return self.check_prepared([self.prepare(image) for image in images])
 
-    def check_pixels(self, pixels: torch.Tensor, *, top_k: int | None = None) -> list[Verdict]:
-        """Preprocessed uint8 (N, 3, S, S) batches (``embedder.load`` makes each image)."""
+    def check_prepared(
+        self, prepared: Sequence[PreparedImage], *, top_k: int | None = None
+    ) -> list[Verdict]:
+        if not prepared:
+            return []
+        pixels = torch.stack([item.pixels for item in prepared])
+        originals = [item.image for item in prepared]
+        return self.check_pixels(pixels, top_k=top_k, originals=originals)
+
+    def check_pixels(
+        self,
+        pixels: torch.Tensor,
+        *,
+        top_k: int | None = None,
+        originals: Sequence[Image.Image | None] | None = None,
+    ) -> list[Verdict]:
+        """Preprocessed uint8 (N, 3, S, S) batches; ``originals`` (the photos, for local
+        verification) are optional."""
         vectors = self.embedder.embed_pixels(pixels)
-        return self.check_embeddings(Embeddings(vectors, self.embedder.fingerprint), top_k=top_k)
+        embeddings = Embeddings(vectors, self.embedder.fingerprint)
+        return self.check_embeddings(embeddings, top_k=top_k, originals=originals)
 
     def check_embeddings(
-        self, embeddings: Embeddings, *, top_k: int | None = None
+        self,
+        embeddings: Embeddings,
+        *,
+        top_k: int | None = None,
+        originals: Sequence[Image.Image | None] | None = None,
     ) -> list[Verdict]:
-        hits = self.index.search(embeddings, top_k or self.top_k)
-        return [self.verdict(row) for row in hits]
+        top_k = top_k or self.top_k
+        shortlist = self.verifier.config.shortlist if self.verifier else 0
+        rows = self.index.search(embeddings, max(top_k, shortlist))
+        verdicts, verifier = [], self.verifier
+        for position, hits in enumerate(rows):
+            original = originals[position] if originals is not None else None
+            if verifier and original is not None and hits and verifier.wants(hits[0].score):
+                hits = rescored(verifier.rerank(original, hits))
+            verdicts.append(self.verdict(hits[:top_k]))
+        return verdicts
 
     def verdict(self, hits: Sequence[SearchHit]) -> Verdict:
         matches = tuple(Match.from_hit(hit) for hit in hits)

@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
 from tqdm.auto import tqdm
 
 from .data.loader import load_batches
@@ -285,10 +284,10 @@ def score_images(
         unit="img",
         disable=not progress,
     )
-    load = detector.embedder.load  # decode + resize, in the loader's threads
-    for batch in load_batches(todo, load, batch_size=batch_size, workers=workers):
-        pixels = [loaded.value for loaded in batch if loaded.value is not None]
-        verdicts = iter(detector.check_pixels(torch.stack(pixels), top_k=top_k) if pixels else [])
+    # Decoding and resizing run in the loader's threads; the model and search in this one.
+    for batch in load_batches(todo, detector.prepare, batch_size=batch_size, workers=workers):
+        prepared = [loaded.value for loaded in batch if loaded.value is not None]
+        verdicts = iter(detector.check_prepared(prepared, top_k=top_k))
         rows = [
             ScoredImage(loaded.source, None if loaded.error else next(verdicts), loaded.error)
             for loaded in batch

@@ -1,0 +1,59 @@
+"""Uploaded bytes -> the model's input tensor, through the project's one safe decoder."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import torch
+from PIL import Image
+
+from ..data.decode import decode_image
+from ..model import Embedder
+
+_EXIF_ORIENTATION = 0x0112
+_SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the picture 90 degrees
+
+
+@dataclass(frozen=True)
+class DecodedImage:
+    """``pixels``: uint8 (3, S, S) for the embedder; ``size``: the upright full-size (w, h),
+    which is what the client sees and what regions are measured in."""
+
+    pixels: torch.Tensor
+    size: tuple[int, int]
+    format: str | None
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    max_bytes: int
+    max_pixels: int
+
+
+def decode_for_model(data: bytes, embedder: Embedder, limits: ImageLimits) -> DecodedImage:
+    """Raises ImageDecodeError (mapped to 413/415/422) for anything that is not a safe image."""
+    # JPEGs decode at reduced scale (draft) near the model's input size: several times cheaper.
+    image = decode_image(
+        data,
+        max_pixels=limits.max_pixels,
+        max_bytes=limits.max_bytes,
+        draft_size=embedder.input_size,
+    )
+    size, image_format = _upright_size(data, image.size)
+    return DecodedImage(embedder.preprocess(image), size, image_format)
+
+
+def _upright_size(data: bytes, fallback: tuple[int, int]) -> tuple[tuple[int, int], str | None]:
+    """The full size as displayed (EXIF rotation applied), read from the header only; the
+    decoded image may be a draft at a fraction of it."""
+    try:
+        with Image.open(io.BytesIO(data)) as header:
+            width, height = header.size
+            orientation = header.getexif().get(_EXIF_ORIENTATION)
+            image_format = header.format
+    except Exception:  # the decoder already accepted these bytes; the size is a nicety
+        return fallback, None
+    if orientation in _SWAPS_SIDES:
+        width, height = height, width
+    return (width, height), image_format
