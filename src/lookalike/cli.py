@@ -54,6 +54,7 @@ def _detector_from_args(args: argparse.Namespace) -> Detector:
         precision=args.precision,
         threads=args.threads,
         batch_size=args.batch_size,
+        verify=getattr(args, "verify", None),
     )
     _warn_untrained(detector.embedder)
     return detector
@@ -237,6 +238,27 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .rerank import RerankConfig
+    from .training.calibrate_model import calibrate_model
+
+    rerank = RerankConfig(
+        shortlist=args.shortlist, band=tuple(args.verify_band) if args.verify_band else None
+    )
+    added = calibrate_model(
+        args.checkpoint,
+        args.images,
+        args.out,
+        work=args.work,
+        rerank=rerank,
+        progress=not args.quiet,
+    )
+    _print_json(
+        {"out": args.out, **{k: v for k, v in added.items() if not k.startswith("calibration")}}
+    )
+    return 0
+
+
 def _last_eval(history: list[dict[str, Any]]) -> dict[str, Any] | None:
     evals = [entry for entry in history if "micro_ap" in entry]
     return evals[-1] if evals else None
@@ -278,6 +300,13 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="auto: bf16 on CPUs with native bf16 units, else fp32",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+    parser.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="re-rank the descriptor's shortlist with local features (ORB + RANSAC); "
+        "default: as the model was calibrated",
+    )
 
 
 def _add_model_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
@@ -396,6 +425,25 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_train)
+
+    cal = sub.add_parser("calibrate", help="calibrate a trained checkpoint on held-out photos")
+    cal.add_argument("checkpoint", help="trained checkpoint (e.g. runs/x/last.pt)")
+    cal.add_argument(
+        "images", help="photo folder; only its benchmark reference/distractor parts are used"
+    )
+    cal.add_argument("--out", required=True, help="calibrated checkpoint to write")
+    cal.add_argument("--work", default="runs/calibration", help="scratch folder")
+    cal.add_argument("--shortlist", type=int, default=10, help="candidates verified per query")
+    cal.add_argument(
+        "--verify-band",
+        type=float,
+        nargs=2,
+        default=None,
+        metavar=("LOW", "HIGH"),
+        help="verify only queries whose descriptor score is in [LOW, HIGH)",
+    )
+    cal.add_argument("--quiet", action="store_true")
+    cal.set_defaults(func=cmd_calibrate)
 
     models = sub.add_parser("models", help="list registered models")
     models.set_defaults(func=cmd_models)

@@ -15,7 +15,7 @@ from .embeddings import EmbedderMismatchError, Embeddings
 from .index import CatalogIndex, SearchHit
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
-from .rerank import LocalVerifier, rescored, shrink
+from .rerank import LocalVerifier, RerankConfig, rescored, shrink
 from .training.calibration import Calibration
 
 Label = Literal["copy", "review", "clear"]
@@ -43,8 +43,8 @@ class Thresholds:
         return "review" if score >= self.review else "clear"
 
     @classmethod
-    def from_metadata(cls, metadata: dict[str, Any]) -> Thresholds | None:
-        values = metadata.get("thresholds")
+    def from_metadata(cls, metadata: dict[str, Any], key: str = "thresholds") -> Thresholds | None:
+        values = metadata.get(key)
         if not isinstance(values, dict):
             return None
         return cls(copy=float(values["copy"]), review=float(values["review"]))
@@ -133,9 +133,15 @@ class Detector:
             raise EmbedderMismatchError(index.model, embedder.fingerprint)
         self.embedder = embedder
         self.index = index
-        self.thresholds = thresholds or Thresholds.from_metadata(embedder.metadata) or Thresholds()
-        if calibration is None and isinstance(embedder.metadata.get("calibration"), dict):
-            calibration = Calibration.from_dict(embedder.metadata["calibration"])
+        # A calibrated model carries one calibration per mode: scores with local verification
+        # are fused scores, on another scale than descriptor-only ones.
+        suffix = "_verified" if verifier is not None else ""
+        metadata = embedder.metadata
+        self.thresholds = (
+            thresholds or Thresholds.from_metadata(metadata, f"thresholds{suffix}") or Thresholds()
+        )
+        if calibration is None and isinstance(metadata.get(f"calibration{suffix}"), dict):
+            calibration = Calibration.from_dict(metadata[f"calibration{suffix}"])
         self.calibration = calibration
         self.verifier = verifier
         self.top_k = top_k
@@ -216,8 +222,14 @@ def load_detector(
     precision: Precision = "auto",
     threads: int | None = None,
     batch_size: int = 32,
+    verify: bool | RerankConfig | None = None,
 ) -> Detector:
-    """Load an index and the embedder that built it (or ``model``, which must match it)."""
+    """Load an index and the embedder that built it (or ``model``, which must match it).
+
+    ``verify``: local-feature re-ranking — None follows the model's recommendation (the
+    ``rerank`` settings it was calibrated with, if any), True uses those or the defaults,
+    False turns it off, a RerankConfig sets it.
+    """
     index = CatalogIndex.load(index_dir)
     if isinstance(model, Embedder):
         embedder = model
@@ -232,4 +244,17 @@ def load_detector(
         )
     else:
         raise ValueError(f"{index_dir}: the index does not record its model; pass model=")
-    return Detector(embedder, index, thresholds, top_k=top_k)
+    return Detector(
+        embedder, index, thresholds, verifier=_verifier_for(embedder, verify), top_k=top_k
+    )
+
+
+def _verifier_for(embedder: Embedder, verify: bool | RerankConfig | None) -> LocalVerifier | None:
+    if isinstance(verify, RerankConfig):
+        return LocalVerifier(verify)
+    recommended = embedder.metadata.get("rerank")
+    if verify is False or (verify is None and not isinstance(recommended, dict)):
+        return None
+    return LocalVerifier(
+        RerankConfig.from_dict(recommended) if isinstance(recommended, dict) else RerankConfig()
+    )

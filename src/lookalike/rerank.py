@@ -16,7 +16,8 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
+from typing import Any
 
 from PIL import Image, ImageOps
 
@@ -40,6 +41,18 @@ class RerankConfig:
     mirror_retry: bool = True
     max_side: int = 384
     cache_size: int = 20_000
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["band"] = list(self.band) if self.band else None
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> RerankConfig:
+        values = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        if values.get("band") is not None:
+            values["band"] = (float(values["band"][0]), float(values["band"][1]))
+        return cls(**values)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,115 @@
+"""Calibrate a trained checkpoint on held-out photos and write the model that ships.
+
+The calibration set is built like the copy-detection benchmark (same name-hash split, so
+never from training photos) but with another seed, so its edited queries differ from the
+benchmark's. Both modes are calibrated — descriptor only, and with local-feature
+re-ranking — because their scores live on different scales.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.benchmark import BenchmarkPaths, build_copy_benchmark
+from ..data.manifest import iter_image_files, load_catalog
+from ..detect import Detector
+from ..indexing import add_entries, new_index_for
+from ..model import create_embedder, load_checkpoint, save_checkpoint
+from ..model.network import DescriptorNet
+from ..rerank import LocalVerifier, RerankConfig
+from ..scoring import score_images
+from .calibration import Calibration, calibrate_predictions, choose_thresholds
+from .metrics import read_ground_truth, read_predictions
+
+CALIBRATION_SEED = 1  # the benchmark uses seed 0: different edited queries
+
+
+@dataclass(frozen=True)
+class ModeCalibration:
+    calibration: Calibration
+    thresholds: dict[str, float]
+
+
+def calibrate_model(
+    checkpoint: str | os.PathLike[str],
+    images: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    work: str | os.PathLike[str],
+    rerank: RerankConfig | None = None,
+    queries_per_kind: int = 30,
+    copy_precision: float = 0.9,
+    review_precision: float = 0.5,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Write ``out``: the checkpoint's weights (fp16) with calibrations and thresholds for
+    both modes and the re-ranking settings they assume. Returns the added metadata."""
+    work_dir = Path(work)
+    bench = build_copy_benchmark(
+        images,
+        work_dir / "calibration-set",
+        seed=CALIBRATION_SEED,
+        queries_per_kind=queries_per_kind,
+    )
+    embedder = create_embedder(checkpoint)
+    index = new_index_for(embedder)
+    add_entries(index, embedder, load_catalog(bench.references_dir), progress=progress)
+    rerank = rerank or RerankConfig()
+    modes = {
+        "": Detector(embedder, index),
+        "_verified": Detector(embedder, index, verifier=LocalVerifier(rerank)),
+    }
+    added: dict[str, Any] = {"rerank": rerank.to_dict()}
+    for suffix, detector in modes.items():
+        result = _calibrate_mode(
+            detector,
+            bench,
+            work_dir / f"scores{suffix}.csv",
+            copy_precision,
+            review_precision,
+            progress,
+        )
+        added[f"calibration{suffix}"] = result.calibration.to_dict()
+        added[f"thresholds{suffix}"] = result.thresholds
+    added["calibrated_on"] = {
+        "images": os.fspath(images),
+        "references": sum(1 for _ in iter_image_files([bench.references_dir])),
+        "seed": CALIBRATION_SEED,
+        "prior": 0.5,
+    }
+    source = load_checkpoint(checkpoint)
+    network = DescriptorNet(source.spec)
+    network.load_state_dict(source.state_dict)
+    metadata = {**source.metadata, **added}
+    metadata.pop("history", None)  # training curves stay in the run folder, not in the package
+    save_checkpoint(out, network, source.spec, metadata, half=True)
+    return added
+
+
+def _calibrate_mode(
+    detector: Detector,
+    bench: BenchmarkPaths,
+    predictions_path: Path,
+    copy_precision: float,
+    review_precision: float,
+    progress: bool,
+) -> ModeCalibration:
+    for stale in (
+        predictions_path,
+        predictions_path.with_name(predictions_path.name + ".progress"),
+    ):
+        stale.unlink(missing_ok=True)
+    score_images(
+        detector, [bench.queries_dir], predictions_path, fmt="isc", top_k=10, progress=progress
+    )
+    query_ids = [path.stem for path in iter_image_files([bench.queries_dir])]
+    calibration = calibrate_predictions(
+        read_ground_truth(bench.ground_truth_csv), read_predictions(predictions_path), query_ids
+    )
+    points = choose_thresholds(
+        calibration, copy_precision=copy_precision, review_precision=review_precision
+    )
+    return ModeCalibration(calibration, {"copy": points.copy, "review": points.review})

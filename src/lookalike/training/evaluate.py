@@ -1,0 +1,64 @@
+"""Evaluate a model on a copy-detection benchmark folder (references, queries, ground truth)."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.benchmark import BenchmarkPaths, recall_at_1_by_edit
+from ..data.manifest import load_catalog
+from ..detect import Detector
+from ..indexing import add_entries, new_index_for
+from ..model import Embedder, create_embedder
+from ..rerank import LocalVerifier, RerankConfig
+from ..scoring import score_images
+from .metrics import EvalResult, evaluate, read_ground_truth, read_predictions
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    metrics: EvalResult
+    recall_at_1_by_edit: dict[str, float]
+    predictions: Path
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            **self.metrics.to_dict(),
+            "recall_at_1_by_edit": self.recall_at_1_by_edit,
+            "predictions": str(self.predictions),
+        }
+
+
+def evaluate_on_benchmark(
+    model: str | os.PathLike[str] | Embedder,
+    bench: BenchmarkPaths,
+    work: str | os.PathLike[str],
+    *,
+    rerank: RerankConfig | None = None,
+    top_k: int = 10,
+    progress: bool = True,
+) -> BenchmarkResult:
+    """Index the references, score the queries (ISC rows), and evaluate like `lookalike eval`.
+
+    ``rerank`` turns on local-feature re-ranking with those settings.
+    """
+    embedder = model if isinstance(model, Embedder) else create_embedder(model)
+    index = new_index_for(embedder)
+    add_entries(index, embedder, load_catalog(bench.references_dir), progress=progress)
+    verifier = LocalVerifier(rerank) if rerank is not None else None
+    detector = Detector(embedder, index, verifier=verifier)
+    predictions_path = Path(work) / "predictions.csv"
+    for stale in (
+        predictions_path,
+        predictions_path.with_name(predictions_path.name + ".progress"),
+    ):
+        stale.unlink(missing_ok=True)
+    score_images(
+        detector, [bench.queries_dir], predictions_path, fmt="isc", top_k=top_k, progress=progress
+    )
+    predictions = read_predictions(predictions_path)
+    metrics = evaluate(read_ground_truth(bench.ground_truth_csv), predictions)
+    by_edit = recall_at_1_by_edit(bench.ground_truth_csv, predictions)
+    return BenchmarkResult(metrics, by_edit, predictions_path)
