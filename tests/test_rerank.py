@@ -1,0 +1,115 @@
+"""Local-feature re-ranking of the descriptor shortlist."""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image, ImageOps
+
+from lookalike.data.synthetic import synthetic_image
+from lookalike.detect import Detector, load_detector
+from lookalike.index import CatalogItem
+from lookalike.indexing import new_index_for
+from lookalike.model import Embedder, create_embedder
+from lookalike.rerank import LocalVerifier, RerankConfig
+
+
+def textured(seed: int) -> Image.Image:
+    """A synthetic picture with fine noise: ORB needs texture to find corners."""
+    base = np.asarray(synthetic_image(seed, (320, 320)), dtype=np.int16)
+    noise = np.random.default_rng(seed).integers(-40, 40, size=base.shape)
+    return Image.fromarray(np.clip(base + noise, 0, 255).astype(np.uint8))
+
+
+@pytest.fixture(scope="module")
+def catalogue(tmp_path_factory: pytest.TempPathFactory) -> tuple[Embedder, Path]:
+    folder = tmp_path_factory.mktemp("catalogue")
+    embedder = create_embedder("default")
+    index = new_index_for(embedder)
+    images = []
+    for seed in range(8):
+        path = folder / f"item{seed}.png"
+        textured(seed).save(path)
+        images.append(path)
+    items = [
+        CatalogItem(p.stem, hashlib.sha256(p.read_bytes()).hexdigest(), source=str(p))
+        for p in images
+    ]
+    index.add(embedder.embed(images), items)
+    index.save(folder / "index")
+    return embedder, folder
+
+
+def rotated_crop(image: Image.Image) -> Image.Image:
+    cropped = image.crop((40, 30, 300, 290))
+    return cropped.rotate(20, expand=True, fillcolor=(255, 255, 255))
+
+
+def test_verification_boosts_the_true_original(catalogue: tuple[Embedder, Path]) -> None:
+    embedder, folder = catalogue
+    detector = load_detector(folder / "index", model=embedder, verify=False, top_k=8)
+    verified = load_detector(
+        folder / "index", model=embedder, verify=RerankConfig(shortlist=8), top_k=8
+    )
+    query = rotated_crop(textured(3))
+    plain = detector.check(query)
+    boosted = verified.check(query)
+    assert boosted.best is not None and boosted.best.item_id == "item3"
+    original = {m.item_id: m.score for m in plain.matches}["item3"]
+    assert boosted.best.score > original + 0.3  # many inliers: a large bonus
+    others = [m.score for m in boosted.matches[1:]]
+    assert max(others) < boosted.best.score - 0.3
+
+
+def test_mirrored_copy_is_verified_through_the_mirror_retry(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    embedder, folder = catalogue
+    query = ImageOps.mirror(textured(5))
+    with_retry = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
+    without = load_detector(
+        folder / "index", model=embedder, verify=RerankConfig(shortlist=8, mirror_retry=False)
+    )
+    assert with_retry.check(query).best.item_id == "item5"  # type: ignore[union-attr]
+    verifier = with_retry.verifier
+    assert verifier is not None
+    hits = with_retry.index.search(embedder.embed([query]), 8)[0]
+    by_id = {v.hit.record.item_id: v for v in verifier.rerank(query, hits)}
+    assert by_id["item5"].mirrored and by_id["item5"].inliers >= 12
+    plain_ids = {v.hit.record.item_id: v for v in without.verifier.rerank(query, hits)}  # type: ignore[union-attr]
+    assert plain_ids["item5"].inliers < by_id["item5"].inliers
+
+
+def test_band_limits_which_queries_are_verified() -> None:
+    verifier = LocalVerifier(RerankConfig(band=(0.5, 0.9)))
+    assert [verifier.wants(s) for s in (0.4, 0.5, 0.89, 0.9)] == [False, True, True, False]
+    assert LocalVerifier().wants(-1.0)
+
+
+def test_missing_reference_file_keeps_the_descriptor_score(
+    catalogue: tuple[Embedder, Path], tmp_path: Path
+) -> None:
+    embedder, _ = catalogue
+    index = new_index_for(embedder)
+    ghost = CatalogItem("ghost", "0" * 64, source=str(tmp_path / "gone.png"))
+    index.add(embedder.embed([textured(1)]), [ghost])
+    detector = Detector(embedder, index, verifier=LocalVerifier(), top_k=1)
+    plain = Detector(embedder, index, top_k=1)
+    assert detector.check(textured(1)).score == pytest.approx(plain.check(textured(1)).score)
+
+
+def test_config_round_trip_and_model_recommendation(catalogue: tuple[Embedder, Path]) -> None:
+    config = RerankConfig(shortlist=5, band=(0.2, 0.8))
+    assert RerankConfig.from_dict(config.to_dict()) == config
+    embedder, folder = catalogue
+    embedder.metadata["rerank"] = config.to_dict()
+    try:
+        recommended = load_detector(folder / "index", model=embedder)
+        assert recommended.verifier is not None and recommended.verifier.config == config
+        assert load_detector(folder / "index", model=embedder, verify=False).verifier is None
+    finally:
+        del embedder.metadata["rerank"]
+    assert load_detector(folder / "index", model=embedder).verifier is None
