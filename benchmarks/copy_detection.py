@@ -57,7 +57,9 @@ from lookalike.verify import LocalFeatures, match_and_verify, orb_features
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "fashion_products_small" / "images"
 DEFAULT_WORK = REPO / "runs" / "copy-bench"
-METHODS = ("lookalike", "phash", "pdq", "orb")
+# "lookalike": the CLI as a user runs it (local verification as the model recommends);
+# "lookalike-descriptor": the same with --no-verify, the global descriptor alone.
+METHODS = ("lookalike", "lookalike-descriptor", "phash", "pdq", "orb")
 # Bits set in each byte value: Hamming distance of packed hashes by table look-up (works on
 # every numpy, unlike np.bitwise_count which needs numpy 2).
 POPCOUNT = np.array([bin(value).count("1") for value in range(256)], dtype=np.uint8)
@@ -103,19 +105,27 @@ def run_cli(args: Sequence[str]) -> tuple[float, dict[str, Any]]:
     return seconds, json.loads(done.stdout)
 
 
-def run_lookalike(bench: BenchmarkPaths, work: Path, model: str | None, top_k: int) -> MethodRun:
-    folder = fresh_folder(work / "lookalike")
+def run_lookalike(
+    bench: BenchmarkPaths,
+    work: Path,
+    model: str | None,
+    top_k: int,
+    *,
+    name: str = "lookalike",
+    score_flags: Sequence[str] = (),
+) -> MethodRun:
+    folder = fresh_folder(work / name)
     index, predictions = folder / "index", folder / "preds.csv"
     model_args = ["--model", model] if model else []
     catalogue = [str(bench.references_dir), "--index", str(index), "--quiet", *model_args]
     build_s, built = run_cli(["index", "build", *catalogue])
     queries = [str(bench.queries_dir), "--index", str(index), "--out", str(predictions)]
-    score_options = ["--format", "isc", "--top-k", str(top_k), "--quiet", *model_args]
+    score_options = ["--format", "isc", "--top-k", str(top_k), "--quiet", *model_args, *score_flags]
     score_s, scored = run_cli(["score", *queries, *score_options])
     if built.get("errors") or scored.get("errors"):
         print(f"  WARNING: errors while indexing/scoring: {built} {scored}", flush=True)
     return MethodRun(
-        name="lookalike" + (f" ({model})" if model else ""),
+        name=name + (f" ({model})" if model else ""),
         predictions=predictions,
         queries=[p.stem for p in iter_image_files([bench.queries_dir])],
         seconds=score_s,
@@ -393,6 +403,17 @@ def run_methods(args: argparse.Namespace, bench: BenchmarkPaths) -> list[MethodR
         print(f"\n[{method}]", flush=True)
         if method == "lookalike":
             runs.append(run_lookalike(bench, args.work, args.model, args.top_k))
+        elif method == "lookalike-descriptor":
+            runs.append(
+                run_lookalike(
+                    bench,
+                    args.work,
+                    args.model,
+                    args.top_k,
+                    name=method,
+                    score_flags=["--no-verify"],
+                )
+            )
         elif method in ("phash", "pdq"):
             hasher = phash_bits if method == "phash" else pdq_bits
             runs.append(run_hash(method, hasher, references, queries, args.work, args.top_k))

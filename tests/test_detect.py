@@ -61,7 +61,7 @@ def test_check_finds_the_original(embedder: Embedder, index: CatalogIndex) -> No
     assert [m.score for m in verdict.matches] == sorted(
         (m.score for m in verdict.matches), reverse=True
     )
-    assert verdict.label == Thresholds().label(verdict.score)
+    assert verdict.label == detector.thresholds.label(verdict.score)
     assert verdict.to_dict()["matches"][0]["item_id"] == "item4"
 
 
@@ -89,7 +89,7 @@ def test_empty_catalogue_gives_clear(embedder: Embedder) -> None:
 
 def test_detector_refuses_an_index_from_another_model(index: CatalogIndex) -> None:
     with pytest.raises(EmbedderMismatchError):
-        Detector(create_embedder("default", seed=7), index)
+        Detector(create_embedder("resnet18", seed=7), index)
 
 
 def test_load_detector_rebuilds_the_recorded_model(
