@@ -27,7 +27,7 @@ from PIL import Image
 
 from lookalike.data.manifest import iter_image_files, load_catalog
 from lookalike.data.synthetic import synthetic_image
-from lookalike.detect import Detector
+from lookalike.detect import Detector, verifier_for
 from lookalike.indexing import add_entries, new_index_for
 from lookalike.model import create_embedder
 from lookalike.scoring import score_images
@@ -57,6 +57,12 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2, help="decoding threads")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--model", default="default")
+    parser.add_argument(
+        "--verify",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="local-feature re-ranking in the end-to-end run (default: as the model recommends)",
+    )
     args = parser.parse_args()
 
     embedder = create_embedder(args.model, threads=args.threads, batch_size=args.batch_size)
@@ -72,7 +78,8 @@ def main() -> None:
             (catalogue / path.name).symlink_to(path.resolve())
         index = new_index_for(embedder)
         add_entries(index, embedder, load_catalog(catalogue), progress=False)
-        detector = Detector(embedder, index)
+        verifier = verifier_for(embedder, args.verify)
+        detector = Detector(embedder, index, verifier=verifier)
 
         pixels = torch.stack([embedder.load(path) for path in paths])
         embedder.embed_pixels(pixels[: args.batch_size])  # warm-up (oneDNN kernel selection)
@@ -99,6 +106,7 @@ def main() -> None:
     result = {
         "model": embedder.fingerprint.short(),
         "precision": embedder.active_precision,
+        "local_verification": detector.verifier.config.to_dict() if detector.verifier else None,
         "input_size": embedder.input_size,
         "images": len(paths),
         "image_sizes": sorted(sizes),

@@ -245,11 +245,12 @@ def load_detector(
     else:
         raise ValueError(f"{index_dir}: the index does not record its model; pass model=")
     return Detector(
-        embedder, index, thresholds, verifier=_verifier_for(embedder, verify), top_k=top_k
+        embedder, index, thresholds, verifier=verifier_for(embedder, verify), top_k=top_k
     )
 
 
-def _verifier_for(embedder: Embedder, verify: bool | RerankConfig | None) -> LocalVerifier | None:
+def verifier_for(embedder: Embedder, verify: bool | RerankConfig | None) -> LocalVerifier | None:
+    """The local verifier ``verify`` asks for (see :func:`load_detector`), or None."""
     if isinstance(verify, RerankConfig):
         return LocalVerifier(verify)
     recommended = embedder.metadata.get("rerank")
