@@ -472,6 +472,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
+    except BrokenPipeError:
+        # `lookalike eval ... | head`: the reader left; not an error of ours.
+        sys.stderr.close()
+        return 0
     except (FileNotFoundError, FileExistsError, ValueError, KeyError) as exc:
         _note(f"error: {exc}")
         return 2

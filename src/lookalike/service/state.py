@@ -71,6 +71,10 @@ def load_service_detector(settings: Settings, embedder: Embedder | None) -> Dete
         precision=settings.precision,
         threads=threads,
         batch_size=max(32, settings.max_batch),
+        # The micro-batcher sends model inputs only (no photos for keypoints), so the service
+        # runs descriptor-only, with that mode's calibration and thresholds. Re-ranking in the
+        # service needs the batcher to carry the photos: a follow-up.
+        verify=False,
     )
 
 
