@@ -28,9 +28,10 @@ CATALOGUE = {
     "item003": (3, "zeta"),
     "item004": (4, "zeta"),
 }
-# The untrained model scores unrelated pictures high (~0.99); thresholds this tight still
-# separate a re-encoded catalogue photo (> 0.999) from an unrelated one.
-STRICT_THRESHOLDS = {"copy_threshold": 0.999, "review_threshold": 0.997}
+# Fixed thresholds keep the label tests independent of the shipped model's calibration
+# (made on real photos). The default model scores re-encoded copies of these pictures
+# >= 0.74 and unrelated ones <= 0.47.
+STRICT_THRESHOLDS = {"copy_threshold": 0.65, "review_threshold": 0.55}
 
 
 def encode(image: Image.Image, fmt: str = "JPEG", **options: Any) -> bytes:
