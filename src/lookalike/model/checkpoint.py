@@ -53,6 +53,12 @@ def save_checkpoint(
     }
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(payload, target)
+    return target
+
+
+def atomic_torch_save(payload: dict[str, Any], target: Path) -> None:
+    """``torch.save`` to a temp file, fsync, then rename: a crash never leaves half a file."""
     fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -63,15 +69,6 @@ def save_checkpoint(
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
         raise
-    return target
-
-
-def is_checkpoint_file(path: str | os.PathLike[str]) -> bool:
-    try:
-        load_checkpoint(path)
-    except (CheckpointError, OSError):
-        return False
-    return True
 
 
 def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:

@@ -21,7 +21,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -38,7 +37,7 @@ from tqdm.auto import tqdm
 from ..data.augment import AugmentConfig, ListingAugment, random_listing_edit
 from ..data.decode import ImageDecodeError, decode_image
 from ..data.manifest import iter_image_files
-from ..model.checkpoint import save_checkpoint
+from ..model.checkpoint import atomic_torch_save, save_checkpoint
 from ..model.embedder import Precision, resolve_precision
 
 # Private but shared on purpose: init weights load exactly as create_embedder(weights=) does.
@@ -368,19 +367,6 @@ class _Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _atomic_torch_save(payload: dict[str, Any], target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", dir=target.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(payload, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp_name, target)
-    except BaseException:
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
-
-
 def _config_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
     keys = (set(saved) | set(current)) - _RESUMABLE_CHANGES
     return sorted(key for key in keys if saved.get(key) != current.get(key))
@@ -472,7 +458,7 @@ class _Run:
             "best_map": progress.best_map,
             "history": progress.history,
         }
-        _atomic_torch_save(state, self.out_dir / STATE_NAME)
+        atomic_torch_save(state, self.out_dir / STATE_NAME)
         return last
 
     def save_best(self, metrics: dict[str, Any]) -> None:
