@@ -300,6 +300,9 @@ def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
         help="auto: bf16 on CPUs with native bf16 units, else fp32",
     )
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def _add_verify_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verify",
         action=argparse.BooleanOptionalAction,
@@ -372,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("--top-k", type=int, default=5)
     _add_model_options(check, default=None)
     _add_runtime_options(check)
+    _add_verify_option(check)
     check.set_defaults(func=cmd_check)
 
     score = sub.add_parser("score", help="score files/folders into a results file (resumable)")
@@ -388,6 +392,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(score, default=None)
     _add_runtime_options(score)
+    _add_verify_option(score)
     score.set_defaults(func=cmd_score)
 
     ev = sub.add_parser("eval", help="µAP, recall@P90, recall@1 of ISC-format predictions")
