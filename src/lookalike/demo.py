@@ -10,11 +10,11 @@ from __future__ import annotations
 import csv
 import json
 import shutil
-from collections import defaultdict
 from pathlib import Path
 
 from PIL import Image
 
+from .data.benchmark import recall_at_1_by_edit
 from .data.decode import decode_image
 from .data.edits import EDITS
 from .data.manifest import iter_image_files, load_catalog
@@ -23,9 +23,8 @@ from .detect import Detector
 from .indexing import add_entries, new_index_for
 from .model import create_embedder
 from .model.embedder import untrained_message
-from .scoring import score_images
+from .scoring import discard_output, score_images
 from .training.metrics import (
-    Prediction,
     evaluate,
     format_report,
     read_ground_truth,
@@ -75,22 +74,6 @@ def _prepare(out: Path, images: Path | None, limit: int) -> tuple[Path, Path, Pa
     return catalogue, queries, ground_truth
 
 
-def _recall_at_1_by_edit(ground_truth: Path, predictions: list[Prediction]) -> dict[str, float]:
-    best: dict[str, Prediction] = {}
-    for prediction in predictions:
-        if prediction.query_id not in best or prediction.score > best[prediction.query_id].score:
-            best[prediction.query_id] = prediction
-    hits: dict[str, list[bool]] = defaultdict(list)
-    with open(ground_truth, newline="") as handle:
-        for row in csv.DictReader(handle):
-            if row["reference_id"]:
-                top = best.get(row["query_id"])
-                hits[row["edit"]].append(
-                    top is not None and top.reference_id == row["reference_id"]
-                )
-    return {edit: sum(found) / len(found) for edit, found in sorted(hits.items())}
-
-
 def run_demo(
     out: Path,
     *,
@@ -115,8 +98,7 @@ def run_demo(
 
     print("[3/4] scoring listing photos -> ISC predictions")
     predictions_path = out / "predictions.csv"
-    for stale in (predictions_path, out / "predictions.csv.progress"):
-        stale.unlink(missing_ok=True)
+    discard_output(predictions_path)
     detector = Detector(embedder, index)
     summary = score_images(detector, [queries], predictions_path, fmt="isc", progress=progress)
 
@@ -124,7 +106,7 @@ def run_demo(
     predictions = read_predictions(predictions_path)
     result = evaluate(read_ground_truth(ground_truth), predictions)
     print(format_report(result))
-    by_edit = _recall_at_1_by_edit(ground_truth, predictions)
+    by_edit = recall_at_1_by_edit(ground_truth, predictions)
     print("recall@1 by edit: " + ", ".join(f"{k} {v:.2f}" for k, v in by_edit.items()))
 
     example = queries / "copy0000.jpg"

@@ -212,6 +212,13 @@ class ResumableWriter:
             _stage_to_parquet(self.data, self.out)
 
 
+def discard_output(out: str | os.PathLike[str]) -> None:
+    """Delete a results file with its journal and staging, so the next run starts afresh."""
+    path = Path(out)
+    for name in (path.name, path.name + ".progress", path.name + ".partial.jsonl"):
+        path.with_name(name).unlink(missing_ok=True)
+
+
 def _truncate(path: Path, size: int) -> None:
     if path.stat().st_size > size:
         with open(path, "r+b") as handle:

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -162,17 +161,6 @@ class Embedder:
         if not tensors:
             return Embeddings(np.zeros((0, self.dim), np.float32), self.fingerprint)
         return Embeddings(self.embed_pixels(torch.stack(tensors)), self.fingerprint)
-
-    def embed_decoded(self, images: Sequence[Image.Image]) -> Embeddings:
-        """Embed already-decoded RGB images."""
-        if not images:
-            return Embeddings(np.zeros((0, self.dim), np.float32), self.fingerprint)
-        pixels = torch.stack([self.preprocess(image) for image in images])
-        return Embeddings(self.embed_pixels(pixels), self.fingerprint)
-
-    def warn_if_untrained(self) -> None:
-        if not self.trained:
-            warnings.warn(untrained_message(self.name), UserWarning, stacklevel=2)
 
 
 def untrained_message(name: str) -> str:

@@ -14,15 +14,14 @@ from pathlib import Path
 from typing import Any
 
 from ..data.benchmark import BenchmarkPaths, build_copy_benchmark
-from ..data.manifest import iter_image_files, load_catalog
+from ..data.manifest import iter_image_files
 from ..detect import Detector
-from ..indexing import add_entries, new_index_for
 from ..model import create_embedder, load_checkpoint, save_checkpoint
 from ..model.network import DescriptorNet
 from ..rerank import LocalVerifier, RerankConfig
-from ..scoring import score_images
 from .calibration import Calibration, calibrate_predictions, choose_thresholds
-from .metrics import read_ground_truth, read_predictions
+from .evaluate import index_references, score_queries
+from .metrics import read_ground_truth
 
 CALIBRATION_SEED = 1  # the benchmark uses seed 0: different edited queries
 
@@ -55,8 +54,7 @@ def calibrate_model(
         queries_per_kind=queries_per_kind,
     )
     embedder = create_embedder(checkpoint)
-    index = new_index_for(embedder)
-    add_entries(index, embedder, load_catalog(bench.references_dir), progress=progress)
+    index = index_references(embedder, bench, progress)
     rerank = rerank or RerankConfig()
     modes = {
         "": Detector(embedder, index),
@@ -97,17 +95,10 @@ def _calibrate_mode(
     review_precision: float,
     progress: bool,
 ) -> ModeCalibration:
-    for stale in (
-        predictions_path,
-        predictions_path.with_name(predictions_path.name + ".progress"),
-    ):
-        stale.unlink(missing_ok=True)
-    score_images(
-        detector, [bench.queries_dir], predictions_path, fmt="isc", top_k=10, progress=progress
-    )
+    predictions = score_queries(detector, bench, predictions_path, progress=progress)
     query_ids = [path.stem for path in iter_image_files([bench.queries_dir])]
     calibration = calibrate_predictions(
-        read_ground_truth(bench.ground_truth_csv), read_predictions(predictions_path), query_ids
+        read_ground_truth(bench.ground_truth_csv), predictions, query_ids
     )
     points = choose_thresholds(
         calibration, copy_precision=copy_precision, review_precision=review_precision

@@ -10,11 +10,12 @@ from typing import Any
 from ..data.benchmark import BenchmarkPaths, recall_at_1_by_edit
 from ..data.manifest import load_catalog
 from ..detect import Detector
+from ..index import CatalogIndex
 from ..indexing import add_entries, new_index_for
 from ..model import Embedder, create_embedder
 from ..rerank import LocalVerifier, RerankConfig
-from ..scoring import score_images
-from .metrics import EvalResult, evaluate, read_ground_truth, read_predictions
+from ..scoring import discard_output, score_images
+from .metrics import EvalResult, Prediction, evaluate, read_ground_truth, read_predictions
 
 
 @dataclass(frozen=True)
@@ -45,20 +46,33 @@ def evaluate_on_benchmark(
     ``rerank`` turns on local-feature re-ranking with those settings.
     """
     embedder = model if isinstance(model, Embedder) else create_embedder(model)
-    index = new_index_for(embedder)
-    add_entries(index, embedder, load_catalog(bench.references_dir), progress=progress)
     verifier = LocalVerifier(rerank) if rerank is not None else None
-    detector = Detector(embedder, index, verifier=verifier)
+    detector = Detector(embedder, index_references(embedder, bench, progress), verifier=verifier)
     predictions_path = Path(work) / "predictions.csv"
-    for stale in (
-        predictions_path,
-        predictions_path.with_name(predictions_path.name + ".progress"),
-    ):
-        stale.unlink(missing_ok=True)
-    score_images(
-        detector, [bench.queries_dir], predictions_path, fmt="isc", top_k=top_k, progress=progress
-    )
-    predictions = read_predictions(predictions_path)
+    predictions = score_queries(detector, bench, predictions_path, top_k=top_k, progress=progress)
     metrics = evaluate(read_ground_truth(bench.ground_truth_csv), predictions)
     by_edit = recall_at_1_by_edit(bench.ground_truth_csv, predictions)
     return BenchmarkResult(metrics, by_edit, predictions_path)
+
+
+def index_references(embedder: Embedder, bench: BenchmarkPaths, progress: bool) -> CatalogIndex:
+    """An in-memory index of the benchmark's references."""
+    index = new_index_for(embedder)
+    add_entries(index, embedder, load_catalog(bench.references_dir), progress=progress)
+    return index
+
+
+def score_queries(
+    detector: Detector,
+    bench: BenchmarkPaths,
+    predictions_path: Path,
+    *,
+    top_k: int = 10,
+    progress: bool = True,
+) -> list[Prediction]:
+    """Score every benchmark query afresh into ``predictions_path`` (ISC rows) and read them."""
+    discard_output(predictions_path)
+    score_images(
+        detector, [bench.queries_dir], predictions_path, fmt="isc", top_k=top_k, progress=progress
+    )
+    return read_predictions(predictions_path)
