@@ -14,7 +14,7 @@ install: $(STAMP)
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet -e '.[dev,serve,bench]'
+	$(BIN)/pip install --quiet -e '.[dev,serve,bench,ray]'
 	touch $(STAMP)
 
 demo: $(STAMP)

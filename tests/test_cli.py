@@ -465,7 +465,7 @@ def test_score_turns_each_bad_input_into_an_error_row(
         ("out.csv", None, "csv"),
         ("out.jsonl", None, "jsonl"),
         ("out.parquet", None, "parquet"),
-        ("out.results", None, "csv"),
+        ("out.results", None, "parquet"),
         ("out.jsonl", "csv", "csv"),
     ],
 )

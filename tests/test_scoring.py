@@ -2,8 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
+import io
 import json
+import os
+import signal
+import subprocess
+import sys
+import tarfile
+import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -13,6 +21,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from lookalike.data.manifest import load_catalog
+from lookalike.data.synthetic import synthetic_image
 from lookalike.detect import LABELS, Detector
 from lookalike.indexing import add_entries, new_index_for
 from lookalike.model import Embedder
@@ -313,3 +322,215 @@ def test_resuming_with_another_explicit_format_is_refused(
     with pytest.raises(ValueError, match="holds 'isc' rows"):
         run_score(detector, [tmp_path / "dump"], out, "csv")
     assert out.read_bytes() == before
+
+
+# -- tar shards --------------------------------------------------------------------------------
+
+
+def listing_jpeg(seed: int) -> bytes:
+    """The bytes ``listing_photos`` would write for q{seed}.jpg."""
+    buffer = io.BytesIO()
+    synthetic_image(seed).save(buffer, "JPEG")
+    return buffer.getvalue()
+
+
+def write_shard(path: Path, members: Sequence[tuple[str, bytes]]) -> Path:
+    """A tar shard (gzipped for .tar.gz/.tgz) of ``members`` in the given order."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    gzipped = path.name.endswith((".tar.gz", ".tgz"))
+    with tarfile.open(path, "w:gz") if gzipped else tarfile.open(path, "w") as archive:
+        for name, data in members:
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+    return path
+
+
+def photo_shard(path: Path, seeds: Sequence[int]) -> list[str]:
+    """A WebDataset-style shard of listing photos ``s/q{seed}.jpg`` (each with a .json
+    sidecar); returns the image members' keys."""
+    members = []
+    for seed in seeds:
+        members += [(f"s/q{seed:03d}.jpg", listing_jpeg(seed)), (f"s/q{seed:03d}.json", b"{}")]
+    write_shard(path, members)
+    return [f"{path}#s/q{seed:03d}.jpg" for seed in seeds]
+
+
+def test_shard_with_a_corrupt_member_gives_one_row_per_member(
+    detector: Detector, tmp_path: Path
+) -> None:
+    """Every image member of a shard gets one row, in stored order: the corrupt one an
+    error row keyed by the member, the others verdicts matching their originals."""
+    good = {seed: listing_jpeg(seed) for seed in (3, 1, 4, 5)}
+    members = [
+        ("s/q003.jpg", good[3]),
+        ("s/q003.json", b"{}"),
+        ("s/q001.jpg", good[1]),
+        ("s/q009.jpg", listing_jpeg(9)[:400]),  # truncated JPEG
+        ("s/q004.jpg", good[4]),
+        ("s/q005.jpg", good[5]),
+    ]
+    shard = write_shard(tmp_path / "dump" / "part-0.tar", members)
+    out = tmp_path / "results.jsonl"
+    summary = run_score(detector, [tmp_path / "dump"], out, "jsonl", batch_size=4)
+    corrupt = f"{shard}#s/q009.jpg"
+    assert (summary.inputs, summary.scored) == (5, 4)
+    assert list(summary.errors) == [corrupt]
+
+    rows = read_results(out, "jsonl")
+    names = ["q003", "q001", "q009", "q004", "q005"]
+    assert [row["path"] for row in rows] == [f"{shard}#s/{name}.jpg" for name in names]
+    assert [row["query_id"] for row in rows] == names
+    for row in rows:
+        if row["path"] == corrupt:
+            assert row["label"] == "error"
+            assert corrupt in row["error"] and "<bytes>" not in row["error"]
+            assert (row["score"], row["matches"], row["embed_ms"]) == (None, [], None)
+            assert row["decode_ms"] is not None
+        else:
+            assert row["error"] is None and row["label"] in LABELS
+            assert row["top_item_id"] == original_of(row["query_id"])
+            assert row["score"] > 0.5
+            assert all(row[c] is not None for c in ("decode_ms", "embed_ms", "search_ms"))
+
+
+def test_mixed_dump_to_parquet_by_default_is_scored_exactly_once(
+    detector: Detector, write_images: ImageWriter, tmp_path: Path
+) -> None:
+    """Files, a nested .tar and a .tar.gz scored into an output with an unknown suffix:
+    Parquet (the default), one row per input; a re-run scores nothing and leaves the
+    rows as they were; a shard added later is all that the next run scores."""
+    dump = tmp_path / "dump"
+    files = [str(p) for p in listing_photos(write_images, dump, [0, 1, 2])]
+    keys = files + photo_shard(dump / "shards" / "part-0.tar", [3, 4, 5, 6])
+    keys += photo_shard(dump / "part-1.tar.gz", [7, 8])
+    out = tmp_path / "results.out"
+    summary = score_images(detector, [dump], out, top_k=TOP_K, batch_size=3, progress=False)
+    assert (summary.inputs, summary.skipped_done, summary.scored, summary.errors) == (
+        9,
+        0,
+        9,
+        {},
+    )
+    assert journal_entries(out)[0]["format"] == "parquet"
+    rows = read_results(out, "parquet")
+    assert Counter(row["path"] for row in rows) == Counter(keys)
+    assert all(row["top_item_id"] == original_of(row["query_id"]) for row in rows)
+    assert_journal_covers_data(out, "parquet")
+
+    summary = score_images(detector, [dump], out, top_k=TOP_K, batch_size=3, progress=False)
+    assert (summary.inputs, summary.skipped_done, summary.scored) == (9, 9, 0)
+    assert read_results(out, "parquet") == rows
+
+    keys += photo_shard(dump / "shards" / "part-2.tgz", [10, 11])
+    summary = score_images(detector, [dump], out, top_k=TOP_K, batch_size=3, progress=False)
+    assert (summary.inputs, summary.skipped_done, summary.scored) == (11, 9, 2)
+    assert Counter(row["path"] for row in read_results(out, "parquet")) == Counter(keys)
+
+
+# -- a real kill -9 ------------------------------------------------------------------------------
+
+KILL_IMAGES = 200
+KILL_AFTER_BATCHES = 3
+
+
+def lookalike_command() -> list[str]:
+    """The ``lookalike`` command, run by this interpreter (cli.py has a __main__ guard)."""
+    return [sys.executable, "-m", "lookalike.cli"]
+
+
+def journalled_batches(journal: Path) -> list[list[str]]:
+    """The inputs of each batch the journal records, from its whole lines only (the first
+    line records the format, and no inputs)."""
+    if not journal.exists():
+        return []
+    lines = journal.read_bytes().split(b"\n")[:-1]
+    return [paths for line in lines if (paths := json.loads(line)["paths"])]
+
+
+@pytest.mark.slow
+def test_kill_9_mid_run_then_resume_scores_every_input_exactly_once(
+    detector: Detector, tmp_path: Path
+) -> None:
+    """``lookalike score`` killed with SIGKILL after a few committed batches, then run
+    again to completion: every input has exactly one row, every row is valid JSON, and the
+    journal vouches for the whole file."""
+    index = tmp_path / "index"
+    detector.index.save(index)
+    dump = tmp_path / "dump"
+    dump.mkdir()
+    for seed in range(KILL_IMAGES):
+        synthetic_image(seed, size=(96, 96)).save(dump / f"q{seed:03d}.jpg")
+    expected = sorted(str(path) for path in dump.iterdir())
+    out = tmp_path / "results.jsonl"
+    journal = journal_of(out)
+    argv = [
+        *lookalike_command(),
+        "score",
+        str(dump),
+        "--index",
+        str(index),
+        "--out",
+        str(out),
+        *("--batch-size", "4", "--format", "jsonl", "--workers", "1", "--quiet"),
+    ]
+    started = time.monotonic()
+    with (tmp_path / "first.log").open("wb") as log:
+        # Its own session: the decoding workers it leaves behind can be cleaned up as a group.
+        first = subprocess.Popen(argv, stdout=log, stderr=log, start_new_session=True)
+        try:
+            deadline = time.monotonic() + 40
+            while len(journalled_batches(journal)) < KILL_AFTER_BATCHES:
+                assert first.poll() is None, (tmp_path / "first.log").read_text()
+                assert time.monotonic() < deadline, "no batch committed in time"
+                time.sleep(0.02)
+            os.kill(first.pid, signal.SIGKILL)
+            assert first.wait(timeout=10) == -signal.SIGKILL
+        finally:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(first.pid, signal.SIGKILL)  # orphaned workers, if any
+            first.wait(timeout=10)
+    done_at_kill = sum(len(paths) for paths in journalled_batches(journal))
+    assert KILL_AFTER_BATCHES * 4 <= done_at_kill < KILL_IMAGES
+
+    second = subprocess.run(argv, capture_output=True, text=True, timeout=45, check=False)
+    assert second.returncode == 0, second.stderr
+    summary = json.loads(second.stdout)
+    assert summary["inputs"] == KILL_IMAGES
+    assert summary["already_done"] == done_at_kill
+    assert summary["scored"] == KILL_IMAGES - done_at_kill
+    assert summary["errors"] == 0
+
+    lines = out.read_text().splitlines(keepends=True)
+    assert all(line.endswith("\n") for line in lines)
+    rows = [json.loads(line) for line in lines]  # valid JSON, not a torn line among them
+    assert all(list(row) == list(CSV_COLUMNS) for row in rows)
+    assert sorted(row["path"] for row in rows) == expected  # each input exactly once
+    assert all(row["error"] is None and row["label"] in LABELS for row in rows)
+    assert_journal_covers_data(out, "jsonl")
+    assert time.monotonic() - started < 90
+
+
+def test_shard_damaged_part_way_gives_its_rows_then_one_error_row_once(
+    detector: Detector, tmp_path: Path
+) -> None:
+    """A shard cut inside its 3rd image: rows for the 2 images before the cut, then one
+    error row keyed by the shard itself; a re-run adds nothing."""
+    shard = tmp_path / "dump" / "part-0.tar"
+    keys = photo_shard(shard, [0, 1, 2, 3])
+    with tarfile.open(shard) as archive:
+        third = archive.getmember("s/q002.jpg")
+    shard.write_bytes(shard.read_bytes()[: third.offset_data + third.size // 2])
+
+    out = tmp_path / "results.csv"
+    summary = run_score(detector, [tmp_path / "dump"], out, "csv")
+    assert (summary.inputs, summary.scored) == (3, 2)
+    assert list(summary.errors) == [str(shard)]
+    rows = read_results(out, "csv")
+    assert [row["path"] for row in rows] == [*keys[:2], str(shard)]
+    assert [row["label"] for row in rows][2] == "error"
+    assert "tar shard unreadable" in rows[2]["error"]
+
+    summary = run_score(detector, [tmp_path / "dump"], out, "csv")
+    assert (summary.inputs, summary.skipped_done, summary.scored) == (3, 3, 0)
+    assert len(read_results(out, "csv")) == 3

@@ -162,25 +162,47 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from .scoring import score_images
+    from .data.sources import read_file_list
 
+    inputs = list(args.inputs)
+    for listing in args.files_from:
+        inputs += read_file_list(listing)
+    if not inputs:
+        raise SystemExit("lookalike score: name inputs, or --files-from a list of them")
     detector = _detector_from_args(args)
-    summary = score_images(
-        detector,
-        args.inputs,
-        args.out,
-        fmt=args.format,
-        top_k=args.top_k,
-        batch_size=args.batch_size,
-        workers=args.workers,
-        progress=not args.quiet,
-    )
+    common: dict[str, Any] = {
+        "fmt": args.format,
+        "top_k": args.top_k,
+        "batch_size": args.batch_size,
+        "progress": not args.quiet,
+    }
+    if args.engine == "ray":
+        from .ray_engine import score_images_ray
+
+        threads = args.threads or 1
+        summary = score_images_ray(
+            detector, inputs, args.out, actors=args.ray_actors, threads_per_actor=threads, **common
+        )
+    else:
+        from .scoring import score_images
+
+        summary = score_images(detector, inputs, args.out, workers=args.workers, **common)
     _print_json(summary.to_dict())
     if summary.errors:
         _note(
             f"{len(summary.errors)} input(s) could not be read; first: "
             f"{next(iter(summary.errors.items()))}"
         )
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+
+    summary = write_report(
+        args.results, args.out, top=args.top, index_dir=args.index, thumb_side=args.thumb_side
+    )
+    _print_json({"out": str(args.out), **summary.to_dict()})
     return 0
 
 
@@ -287,12 +309,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
 # -- parser ----------------------------------------------------------------------------------
 
 
-def _add_runtime_options(parser: argparse.ArgumentParser) -> None:
+def _add_runtime_options(
+    parser: argparse.ArgumentParser, *, workers_help: str = "image decoding threads"
+) -> None:
     parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: one per core)"
     )
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--workers", type=int, default=2, help="image decoding threads")
+    parser.add_argument("--workers", type=int, default=2, help=workers_help)
     parser.add_argument(
         "--precision",
         choices=("auto", "bf16", "fp32"),
@@ -378,22 +402,60 @@ def build_parser() -> argparse.ArgumentParser:
     _add_verify_option(check)
     check.set_defaults(func=cmd_check)
 
-    score = sub.add_parser("score", help="score files/folders into a results file (resumable)")
-    score.add_argument("inputs", nargs="+", help="image files or folders (recursive)")
+    score = sub.add_parser(
+        "score", help="score files, folders and tar shards into a results file (resumable)"
+    )
+    score.add_argument(
+        "inputs",
+        nargs="*",
+        help="image files, folders (recursive) and tar shards of images (.tar, .tar.gz)",
+    )
+    score.add_argument(
+        "--files-from",
+        action="append",
+        default=[],
+        metavar="LIST",
+        help="a file listing inputs one per line (relative to the list's folder); repeatable",
+    )
     score.add_argument("--index", required=True)
     score.add_argument("--out", required=True, help="results file; rerun to resume")
     score.add_argument("--top-k", type=int, default=5)
     score.add_argument(
         "--format",
-        choices=("csv", "jsonl", "parquet", "isc"),
+        choices=("parquet", "csv", "jsonl", "isc"),
         default=None,
-        help="default: from --out's extension, else csv; isc: "
+        help="default: from --out's extension (.csv, .jsonl, .parquet), else parquet; isc: "
         "query_id,reference_id,score rows (ISC 2021)",
     )
+    score.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local: decoding worker processes on this machine; ray: a Ray Data pipeline on "
+        "the cluster named by RAY_ADDRESS, else a local Ray",
+    )
+    score.add_argument(
+        "--ray-actors",
+        type=int,
+        default=None,
+        help="--engine ray: model replicas (default: cluster CPUs / --threads)",
+    )
     _add_model_options(score, default=None)
-    _add_runtime_options(score)
+    _add_runtime_options(score, workers_help="image decoding worker processes (local engine)")
     _add_verify_option(score)
     score.set_defaults(func=cmd_score)
+
+    report = sub.add_parser(
+        "report", help="a self-contained HTML page of the top suspects of a results file"
+    )
+    report.add_argument("results", help="results of `lookalike score` (.parquet, .jsonl, .csv)")
+    report.add_argument("--out", required=True, help="HTML file to write")
+    report.add_argument("--top", type=int, default=100, help="suspects to show")
+    report.add_argument(
+        "--index", default=None, help="index folder, to find catalogue images CSV rows lack"
+    )
+    report.add_argument("--thumb-side", type=int, default=224, help="thumbnail size, pixels")
+    report.set_defaults(func=cmd_report)
 
     ev = sub.add_parser("eval", help="µAP, recall@P90, recall@1 of ISC-format predictions")
     ev.add_argument("predictions", help="query_id,reference_id,score CSV (or JSONL/Parquet)")

@@ -7,15 +7,17 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 from PIL import Image
 
-from .data.decode import ImageSource, decode_image
+from .data.decode import ImageSource
+from .data.preprocess import PreparedImage, Preprocessor
 from .embeddings import EmbedderMismatchError, Embeddings
 from .index import CatalogIndex, SearchHit
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
-from .rerank import LocalVerifier, RerankConfig, rescored, shrink
+from .rerank import LocalVerifier, RerankConfig, rescored
 from .training.calibration import Calibration
 
 Label = Literal["copy", "review", "clear"]
@@ -102,15 +104,6 @@ class Verdict:
         }
 
 
-@dataclass(frozen=True)
-class PreparedImage:
-    """A decoded listing photo ready for checking: model input and, when local verification
-    is on, a small copy of the photo for keypoints."""
-
-    pixels: torch.Tensor
-    image: Image.Image | None = None
-
-
 class Detector:
     """Checks listing photos against an indexed catalogue.
 
@@ -146,15 +139,16 @@ class Detector:
         self.verifier = verifier
         self.top_k = top_k
 
+    @property
+    def preprocessor(self) -> Preprocessor:
+        """What turns a photo into this detector's input; picklable, for worker processes."""
+        keep = self.verifier.config.max_side if self.verifier else None
+        return Preprocessor(self.embedder.input_size, keep)
+
     def prepare(self, source: ImageSource) -> PreparedImage:
         """Decode (safely) and preprocess one photo; raises ImageDecodeError on bad input.
         Thread-safe: batch jobs call it from their decoding threads."""
-        draft = self.embedder.input_size
-        if self.verifier is not None:
-            draft = max(draft, self.verifier.config.max_side)
-        image = decode_image(source, draft_size=draft)
-        keep = shrink(image, self.verifier.config.max_side) if self.verifier else None
-        return PreparedImage(self.embedder.preprocess(image), keep)
+        return self.preprocessor(source)
 
     def check(self, image: ImageSource) -> Verdict:
         """One image (path, bytes or PIL image); raises ImageDecodeError on bad input."""
@@ -169,7 +163,7 @@ class Detector:
     ) -> list[Verdict]:
         if not prepared:
             return []
-        pixels = torch.stack([item.pixels for item in prepared])
+        pixels = torch.from_numpy(np.stack([item.pixels for item in prepared]))
         originals = [item.image for item in prepared]
         return self.check_pixels(pixels, top_k=top_k, originals=originals)
 

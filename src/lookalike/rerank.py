@@ -22,6 +22,7 @@ from typing import Any
 from PIL import Image, ImageOps
 
 from .data.decode import ImageDecodeError, decode_image
+from .data.preprocess import shrink
 from .index import CatalogRecord, SearchHit
 from .verify import LocalFeatures, Verification, match_and_verify, orb_features
 
@@ -86,6 +87,13 @@ class LocalVerifier:
         self._cache: OrderedDict[str, LocalFeatures] = OrderedDict()
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickles with its settings only: each process builds its own feature cache."""
+        return {"config": self.config, "reference_loader": self._load_reference}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(state["config"], state["reference_loader"])  # type: ignore[misc]
+
     def wants(self, best_score: float) -> bool:
         band = self.config.band
         return band is None or band[0] <= best_score < band[1]
@@ -140,12 +148,3 @@ class LocalVerifier:
 def rescored(hits: Sequence[VerifiedHit]) -> list[SearchHit]:
     """Search hits carrying their fused scores, in fused order."""
     return [replace(verified.hit, score=verified.score) for verified in hits]
-
-
-def shrink(image: Image.Image, max_side: int) -> Image.Image:
-    """``image`` scaled down (never up) to ``max_side`` pixels on its longest side."""
-    if max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)

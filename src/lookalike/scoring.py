@@ -1,5 +1,9 @@
 """``lookalike score``: check every image of a dump, write one row per input, resumably.
 
+Inputs are files, folders and tar shards (see :mod:`lookalike.data.sources`). Decoding runs
+in worker processes a few batches ahead of the model; embedding and FAISS search run batched
+in this process; rows go to Parquet (the default), CSV, JSONL or ISC's CSV.
+
 Exactly-once output: each batch's rows are appended to the output and fsynced, then a line
 recording the output's new size and the batch's inputs is appended to a journal
 (``OUT.progress``). A re-run truncates the output to the last journalled size and skips the
@@ -12,18 +16,25 @@ import csv
 import io
 import json
 import os
-from collections.abc import Iterable, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import torch
 from tqdm.auto import tqdm
 
-from .data.loader import load_batches
-from .data.manifest import iter_image_files
+from .data.loader import Loaded, load_batches
+from .data.preprocess import PreparedImage
+from .data.sources import ImageInput, is_shard, iter_inputs, list_sources
 from .detect import Detector, Verdict
+from .embeddings import Embeddings
 
-OUTPUT_FORMATS = ("csv", "jsonl", "parquet", "isc")
+OUTPUT_FORMATS = ("parquet", "csv", "jsonl", "isc")
+DEFAULT_FORMAT = "parquet"
+TIMING_COLUMNS = ("decode_ms", "embed_ms", "search_ms")
 CSV_COLUMNS = (
     "path",
     "query_id",
@@ -35,34 +46,75 @@ CSV_COLUMNS = (
     "top_kind",
     "matches",
     "error",
+    *TIMING_COLUMNS,
 )
 ISC_COLUMNS = ("query_id", "reference_id", "score")
 
+Record = dict[str, Any]
 
-@dataclass(frozen=True)
-class ScoredImage:
-    path: str
-    verdict: Verdict | None
-    error: str | None
 
-    @property
-    def query_id(self) -> str:
-        return Path(self.path).stem
+def result_record(
+    item: ImageInput,
+    verdict: Verdict | None,
+    error: str | None,
+    timings: dict[str, float | None] | None = None,
+) -> Record:
+    """One input's row: its verdict (or error), best match and timings (ms, this input's
+    share of its batch's model and search time)."""
+    best = verdict.best if verdict else None
+    record = {
+        "path": item.key,
+        "query_id": item.query_id,
+        "label": verdict.label if verdict else "error",
+        "score": verdict.score if verdict else None,
+        "expected_precision": verdict.expected_precision if verdict else None,
+        "top_item_id": best.item_id if best else None,
+        "top_brand": best.brand if best else None,
+        "top_kind": best.kind if best else None,
+        "matches": [m.to_dict() for m in verdict.matches] if verdict else [],
+        "error": error,
+    }
+    for column in TIMING_COLUMNS:
+        value = (timings or {}).get(column)
+        record[column] = None if value is None else round(value, 3)
+    return record
 
-    def to_record(self) -> dict[str, Any]:
-        verdict, best = self.verdict, self.verdict.best if self.verdict else None
-        return {
-            "path": self.path,
-            "query_id": self.query_id,
-            "label": verdict.label if verdict else "error",
-            "score": verdict.score if verdict else None,
-            "expected_precision": verdict.expected_precision if verdict else None,
-            "top_item_id": best.item_id if best else None,
-            "top_brand": best.brand if best else None,
-            "top_kind": best.kind if best else None,
-            "matches": [m.to_dict() for m in verdict.matches] if verdict else [],
-            "error": self.error,
-        }
+
+def score_batch(
+    detector: Detector,
+    batch: Sequence[Loaded[ImageInput, PreparedImage]],
+    *,
+    top_k: int | None = None,
+) -> list[Record]:
+    """Rows for one decoded batch: one forward pass and one FAISS search for its good images,
+    an error row for each bad one. Both engines (local and Ray) score through here."""
+    good = [loaded for loaded in batch if loaded.value is not None]
+    verdicts: Iterator[Verdict] = iter(())
+    embed_ms = search_ms = 0.0
+    if good:
+        prepared = [loaded.value for loaded in good if loaded.value is not None]
+        start = time.perf_counter()
+        pixels = torch.from_numpy(np.stack([item.pixels for item in prepared]))
+        vectors = detector.embedder.embed_pixels(pixels)
+        embedded = time.perf_counter()
+        found = detector.check_embeddings(
+            Embeddings(vectors, detector.embedder.fingerprint),
+            top_k=top_k,
+            originals=[item.image for item in prepared],
+        )
+        embed_ms = (embedded - start) * 1000 / len(good)
+        search_ms = (time.perf_counter() - embedded) * 1000 / len(good)
+        verdicts = iter(found)
+    records = []
+    for loaded in batch:
+        decode_ms = loaded.seconds * 1000
+        if loaded.value is None:
+            timings: dict[str, float | None] = {"decode_ms": decode_ms}
+            records.append(result_record(loaded.source, None, loaded.error, timings))
+        else:
+            timings = {"decode_ms": decode_ms, "embed_ms": embed_ms, "search_ms": search_ms}
+            records.append(result_record(loaded.source, next(verdicts), None, timings))
+    return records
 
 
 @dataclass
@@ -85,7 +137,7 @@ class ScoreSummary:
 
 def format_for_suffix(out: Path) -> str:
     by_suffix = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet"}
-    return by_suffix.get(out.suffix.lower(), "csv")
+    return by_suffix.get(out.suffix.lower(), DEFAULT_FORMAT)
 
 
 class ResumableWriter:
@@ -158,9 +210,11 @@ class ResumableWriter:
             self._append_data(header)
             self._commit([], {})
 
-    def write(self, rows: Sequence[ScoredImage]) -> None:
-        self._append_data(self._encode(rows, header=False))
-        self._commit([r.path for r in rows], {r.path: r.error for r in rows if r.error})
+    def write(self, records: Sequence[Record]) -> None:
+        """Append rows (see :func:`result_record`) and journal their inputs as done."""
+        self._append_data(self._encode(records, header=False))
+        errors = {r["path"]: r["error"] for r in records if r["error"]}
+        self._commit([r["path"] for r in records], errors)
 
     def _commit(self, paths: list[str], errors: dict[str, str]) -> None:
         entry: dict[str, Any] = {"size": self.data.stat().st_size, "paths": paths}
@@ -182,29 +236,29 @@ class ResumableWriter:
             handle.flush()
             os.fsync(handle.fileno())
 
-    def _encode(self, rows: Sequence[ScoredImage], *, header: bool) -> bytes:
+    def _encode(self, records: Sequence[Record], *, header: bool) -> bytes:
         if self.fmt in ("jsonl", "parquet"):
-            return "".join(json.dumps(r.to_record()) + "\n" for r in rows).encode()
+            return "".join(json.dumps(record) + "\n" for record in records).encode()
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         if self.fmt == "isc":
             if header:
                 writer.writerow(ISC_COLUMNS)
-            for row in rows:
-                for match in row.verdict.matches if row.verdict else ():
-                    writer.writerow([row.query_id, match.item_id, f"{match.score:.6f}"])
+            for record in records:
+                for match in record["matches"]:
+                    writer.writerow([record["query_id"], match["item_id"], f"{match['score']:.6f}"])
         else:
             if header:
                 writer.writerow(CSV_COLUMNS)
-            for row in rows:
-                record = row.to_record()
-                record["matches"] = json.dumps(
+            for record in records:
+                flat = dict(record)
+                flat["matches"] = json.dumps(
                     [
                         {"item_id": m["item_id"], "score": m["score"], "brand": m["brand"]}
                         for m in record["matches"]
                     ]
                 )
-                writer.writerow(["" if record[c] is None else record[c] for c in CSV_COLUMNS])
+                writer.writerow(["" if flat[c] is None else flat[c] for c in CSV_COLUMNS])
         return buffer.getvalue().encode()
 
     def close(self) -> None:
@@ -227,11 +281,11 @@ def _truncate(path: Path, size: int) -> None:
             os.fsync(handle.fileno())
 
 
-def _stage_to_parquet(staging: Path, out: Path) -> None:
-    """Rewrite ``out`` from the staged rows (all of them: the staging file is kept, so that a
-    later resume can add to it)."""
+PARQUET_ROWS_PER_GROUP = 50_000
+
+
+def parquet_schema() -> Any:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
     match_type = pa.struct(
         [
@@ -244,7 +298,7 @@ def _stage_to_parquet(staging: Path, out: Path) -> None:
             ("sha256", pa.string()),
         ]
     )
-    schema = pa.schema(
+    return pa.schema(
         [
             ("path", pa.string()),
             ("query_id", pa.string()),
@@ -256,12 +310,30 @@ def _stage_to_parquet(staging: Path, out: Path) -> None:
             ("top_kind", pa.string()),
             ("matches", pa.list_(match_type)),
             ("error", pa.string()),
+            *((column, pa.float64()) for column in TIMING_COLUMNS),
         ]
     )
-    with open(staging) as handle:
-        records = [json.loads(line) for line in handle if line.strip()]
+
+
+def _stage_to_parquet(staging: Path, out: Path) -> None:
+    """Rewrite ``out`` from all the staged rows, a row group at a time so that memory stays
+    flat however big the dump (the staging file is kept: a later resume adds to it)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = parquet_schema()
     tmp = out.with_name(f".{out.name}.tmp")
-    pq.write_table(pa.Table.from_pylist(records, schema=schema), tmp)
+    with open(staging) as handle, pq.ParquetWriter(tmp, schema) as writer:
+        records: list[Record] = []
+        written = 0
+        for line in handle:
+            if line.strip():
+                records.append(json.loads(line))
+            if len(records) == PARQUET_ROWS_PER_GROUP:
+                writer.write_table(pa.Table.from_pylist(records, schema=schema))
+                written, records = written + len(records), []
+        if records or not written:  # an empty dump still gets a file with the schema
+            writer.write_table(pa.Table.from_pylist(records, schema=schema))
     os.replace(tmp, out)
 
 
@@ -274,33 +346,43 @@ def score_images(
     top_k: int | None = None,
     batch_size: int = 32,
     workers: int = 2,
+    processes: bool = True,
     progress: bool = True,
 ) -> ScoreSummary:
-    """Score files and folders (recursive, symlinks followed) into ``out``; resumable."""
+    """Score files, folders (recursive, symlinks followed) and tar shards into ``out``;
+    resumable. Decoding runs in ``workers`` processes (threads unless ``processes``)."""
     out_path = Path(out)
     writer = ResumableWriter(out_path, fmt)
-    # One row per file however it was named: twice on the command line, or relative in one
-    # run and absolute in the next (the journal keys on absolute paths).
-    paths = list(dict.fromkeys(os.path.abspath(p) for p in iter_image_files(map(Path, inputs))))
-    todo = [p for p in paths if p not in writer.done]
-    summary = ScoreSummary(out_path, inputs=len(paths), skipped_done=len(paths) - len(todo))
-    bar = tqdm(
-        total=len(paths),
-        initial=summary.skipped_done,
-        desc="scoring",
-        unit="img",
-        disable=not progress,
+    sources = list_sources(inputs)
+    # Shards are counted as they are read; folders of plain files are known up front.
+    known_total = None if any(is_shard(s) for s in sources) else len(sources)
+    summary = ScoreSummary(out_path)
+    bar = tqdm(total=known_total, desc="scoring", unit="img", disable=not progress)
+
+    def todo() -> Iterator[ImageInput]:
+        seen: set[str] = set()
+        for item in iter_inputs(sources):
+            if item.key in seen:
+                continue  # the same member twice in one shard
+            seen.add(item.key)
+            summary.inputs += 1
+            if item.key in writer.done:
+                summary.skipped_done += 1
+                bar.update(1)
+                continue
+            yield item
+
+    batches = load_batches(
+        todo(),
+        detector.preprocessor,
+        batch_size=batch_size,
+        workers=workers,
+        processes=processes,
     )
-    # Decoding and resizing run in the loader's threads; the model and search in this one.
-    for batch in load_batches(todo, detector.prepare, batch_size=batch_size, workers=workers):
-        prepared = [loaded.value for loaded in batch if loaded.value is not None]
-        verdicts = iter(detector.check_prepared(prepared, top_k=top_k))
-        rows = [
-            ScoredImage(loaded.source, None if loaded.error else next(verdicts), loaded.error)
-            for loaded in batch
-        ]
-        writer.write(rows)
-        summary.scored += sum(1 for row in rows if row.error is None)
+    for batch in batches:
+        records = score_batch(detector, batch, top_k=top_k)
+        writer.write(records)
+        summary.scored += sum(1 for record in records if record["error"] is None)
         bar.update(len(batch))
     bar.close()
     writer.close()

@@ -64,13 +64,15 @@ class ManifestError(ValueError):
         return f"{where}: {self.reason}"
 
 
-def iter_image_files(paths: Iterable[str | Path]) -> Iterator[Path]:
-    """Yield named files as they are, and the images found (recursively) in named folders."""
+def iter_image_files(paths: Iterable[str | Path], *, also: Iterable[str] = ()) -> Iterator[Path]:
+    """Yield named files as they are, and the images found (recursively) in named folders;
+    ``also``: more file-name endings to collect from folders (e.g. ``.tar`` shards)."""
+    endings = tuple(IMAGE_EXTENSIONS) + tuple(ending.lower() for ending in also)
     for raw in paths:
         path = Path(raw)
         _require_exists(path)
         if path.is_dir():
-            yield from _walk_images(path)
+            yield from _walk_images(path, endings)
         else:
             yield path  # named explicitly, so taken whatever its extension
 
@@ -142,7 +144,7 @@ def _raise(exc: OSError) -> None:
     raise exc
 
 
-def _walk_images(root: Path) -> Iterator[Path]:
+def _walk_images(root: Path, endings: tuple[str, ...] = tuple(IMAGE_EXTENSIONS)) -> Iterator[Path]:
     visited: set[str] = set()
     # Raise on unreadable folders rather than silently listing a partial catalogue.
     for dirpath, dirnames, filenames in os.walk(root, followlinks=True, onerror=_raise):
@@ -156,12 +158,12 @@ def _walk_images(root: Path) -> Iterator[Path]:
         dirnames[:] = sorted(name for name in dirnames if not name.startswith("."))
         for name in sorted(filenames):
             # isfile also drops broken or looping symlinks, which os.walk lists as files.
-            if _is_image_name(name) and os.path.isfile(os.path.join(dirpath, name)):
+            if _has_ending(name, endings) and os.path.isfile(os.path.join(dirpath, name)):
                 yield Path(dirpath, name)
 
 
-def _is_image_name(name: str) -> bool:
-    return not name.startswith(".") and os.path.splitext(name)[1].lower() in IMAGE_EXTENSIONS
+def _has_ending(name: str, endings: tuple[str, ...]) -> bool:
+    return not name.startswith(".") and name.lower().endswith(endings)
 
 
 def _folders(relative: PurePath) -> tuple[str, ...]:

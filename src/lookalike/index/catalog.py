@@ -234,6 +234,27 @@ class CatalogIndex:
 
     # -- persistence ---------------------------------------------------------------------
 
+    def __getstate__(self) -> dict[str, Any]:
+        """Pickling (e.g. to ship the index to Ray workers once): vectors and metadata as
+        bytes, the same content a snapshot holds."""
+        with self._lock:
+            return {
+                "model": self.model.to_dict(),
+                "factory": self.factory,
+                "embedder_recipe": self.embedder_recipe,
+                "faiss": faiss.serialize_index(self._faiss),
+                "sqlite": self._db.serialize(),
+            }
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__init__(  # type: ignore[misc]
+            ModelFingerprint.from_dict(state["model"]),
+            factory=state["factory"],
+            embedder_recipe=state["embedder_recipe"],
+        )
+        self._faiss = faiss.deserialize_index(state["faiss"])
+        self._db.deserialize(state["sqlite"])
+
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write a new snapshot, then switch ``CURRENT`` to it atomically."""
         root = Path(directory)

@@ -13,6 +13,7 @@ from PIL import Image
 from torch import nn
 
 from ..data.decode import ImageSource, decode_image
+from ..data.preprocess import model_input
 from ..embeddings import Embeddings, ModelFingerprint
 
 Precision = Literal["auto", "bf16", "fp32"]
@@ -120,14 +121,7 @@ class Embedder:
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """A decoded RGB image -> uint8 tensor (3, S, S): the whole image, resized, no crop."""
-        size = (self.input_size, self.input_size)
-        if image.size != size:
-            # reducing_gap: PIL first shrinks by an integer factor (cheap), then filters.
-            image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
-        if image.mode != "RGB":
-            image = image.convert("RGB")
-        array = np.array(image, dtype=np.uint8)  # a writable copy, owned by the tensor
-        return torch.from_numpy(array).permute(2, 0, 1)
+        return torch.from_numpy(model_input(image, self.input_size))
 
     def load(self, source: ImageSource) -> torch.Tensor:
         """Decode (safely) and preprocess one image; raises ImageDecodeError on bad input."""

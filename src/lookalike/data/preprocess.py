@@ -1,0 +1,75 @@
+"""From a decoded photo to model input: the one resize every path shares.
+
+Kept free of torch and FAISS so that decoding worker processes (``lookalike score``, Ray
+tasks) start fast and small; the embedder turns these uint8 arrays into tensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from PIL import Image
+
+from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, decode_image
+from .sources import ImageInput
+
+__all__ = ["PreparedImage", "Preprocessor", "model_input", "shrink"]
+
+
+def model_input(image: Image.Image, side: int) -> np.ndarray:
+    """A decoded RGB image -> uint8 array (3, side, side): the whole image, resized, no crop."""
+    size = (side, side)
+    if image.size != size:
+        # reducing_gap: PIL first shrinks by an integer factor (cheap), then filters.
+        image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=3.0)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
+
+
+def shrink(image: Image.Image, max_side: int) -> Image.Image:
+    """``image`` scaled down (never up) to ``max_side`` pixels on its longest side."""
+    if max(image.size) <= max_side:
+        return image
+    scale = max_side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    """A decoded listing photo ready for checking: model input (uint8, (3, S, S)) and, when
+    local verification is on, a small copy of the photo for keypoints."""
+
+    pixels: np.ndarray
+    image: Image.Image | None = None
+
+
+@dataclass(frozen=True)
+class Preprocessor:
+    """Decode (safely) and prepare one photo. Picklable, so worker processes can run it.
+
+    ``keep_side``: also keep the photo scaled to this longest side (for local verification).
+    """
+
+    input_size: int
+    keep_side: int | None = None
+    max_pixels: int = DEFAULT_MAX_PIXELS
+
+    def __call__(self, source: ImageSource | ImageInput) -> PreparedImage:
+        """Raises ImageDecodeError (naming the input) when it cannot be decoded."""
+        if isinstance(source, ImageInput):
+            if source.error is not None:
+                raise ImageDecodeError(source.key, source.error)
+            try:
+                return self._prepare(source.source)
+            except ImageDecodeError as exc:
+                raise ImageDecodeError(source.key, exc.reason) from None
+        return self._prepare(source)
+
+    def _prepare(self, source: ImageSource) -> PreparedImage:
+        draft = max(self.input_size, self.keep_side or 0)
+        image = decode_image(source, max_pixels=self.max_pixels, draft_size=draft)
+        kept = shrink(image, self.keep_side) if self.keep_side else None
+        return PreparedImage(model_input(image, self.input_size), kept)
