@@ -520,3 +520,31 @@ def test_resume_without_format_keeps_an_isc_file_isc(
     cli("score", first, second, "--index", shared_index, "--out", out, *RUNTIME)  # no --format
     with out.open(newline="") as handle:
         assert all(len(row) == len(ISC_COLUMNS) for row in csv.reader(handle))
+
+
+def test_score_files_from_a_list_then_report(
+    cli: Cli, shared_index: Path, catalogue: Path, tmp_path: Path
+) -> None:
+    """`score --files-from` reads a list (relative to its folder, comments skipped); `report`
+    turns the results into one self-contained HTML page."""
+    listing = catalogue / "files.txt"
+    listing.write_text("# tonight's dump\nacme/item004.png\n\nglobex/item018.png\n")
+    out = tmp_path / "scores.parquet"
+    code, summary = cli(
+        "score", "--files-from", listing, "--index", shared_index, "--out", out, *RUNTIME
+    )
+    assert code == 0
+    assert (summary["inputs"], summary["scored"], summary["errors"]) == (2, 2, 0)
+    assert [row["top_item_id"] for row in read_rows(out, "parquet")] == ["item004", "item018"]
+
+    page = tmp_path / "report.html"
+    code, report = cli("report", out, "--out", page, "--top", "5")
+    assert code == 0
+    assert report["rows"] == 2 and report["out"] == str(page)
+    html = page.read_text()
+    assert "data:image/jpeg;base64," in html and "item004" in html
+
+
+def test_score_without_inputs_is_refused(cli: Cli, shared_index: Path, tmp_path: Path) -> None:
+    with pytest.raises(SystemExit, match="name inputs"):
+        cli("score", "--index", shared_index, "--out", tmp_path / "x.parquet", *RUNTIME)

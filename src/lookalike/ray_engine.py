@@ -64,10 +64,11 @@ def score_images_ray(
     if not ray.is_initialized():
         ray.init(num_cpus=None if os.environ.get("RAY_ADDRESS") else num_cpus)
     out_path = Path(out)
+    summary = ScoreSummary(out_path)
     writer = ResumableWriter(out_path, fmt)
     sources = list_sources(inputs)
     work, already_done = _read_tasks(sources, writer.done, files_per_task=batch_size)
-    summary = ScoreSummary(out_path, skipped_done=already_done)
+    summary.skipped_done = already_done
     cluster_cpus = int(ray.cluster_resources().get("CPU", 1))
     pool_size = actors or max(1, cluster_cpus // threads_per_actor)
     detector_ref = ray.put(detector)  # shipped once; actors fetch it from the object store
@@ -93,13 +94,13 @@ def score_images_ray(
             if record["path"] not in writer.done:
                 records.setdefault(record["path"], record)
         writer.write(list(records.values()))
+        summary.wrote(list(records.values()))
         summary.inputs += len(records)
-        summary.scored += sum(1 for record in records.values() if record["error"] is None)
         bar.update(len(records))
     bar.close()
     writer.close()
     summary.inputs += summary.skipped_done
-    summary.errors = dict(writer.errors)
+    summary.finish(writer.errors)
     return summary
 
 

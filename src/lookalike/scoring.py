@@ -119,11 +119,36 @@ def score_batch(
 
 @dataclass
 class ScoreSummary:
+    """What a scoring run did. ``startup_s``: from the call to the first rows written (pool
+    and model start-up, first batch); ``elapsed_s``: the whole call."""
+
     out: Path
     inputs: int = 0
     skipped_done: int = 0
     scored: int = 0
     errors: dict[str, str] = field(default_factory=dict)
+    rows_written: int = 0
+    startup_s: float | None = None
+    elapsed_s: float = 0.0
+    _started: float = field(default_factory=time.perf_counter, repr=False)
+
+    def wrote(self, records: Sequence[Record]) -> None:
+        """Count one batch of rows as written."""
+        if self.startup_s is None:
+            self.startup_s = time.perf_counter() - self._started
+        self.rows_written += len(records)
+        self.scored += sum(1 for record in records if record["error"] is None)
+
+    def finish(self, errors: dict[str, str]) -> None:
+        self.errors = dict(errors)
+        self.elapsed_s = time.perf_counter() - self._started
+
+    @property
+    def steady_images_per_s(self) -> float | None:
+        """Rows per second after the first batch: the rate a long run settles at."""
+        if self.startup_s is None or self.elapsed_s <= self.startup_s:
+            return None
+        return self.rows_written / (self.elapsed_s - self.startup_s)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +157,8 @@ class ScoreSummary:
             "already_done": self.skipped_done,
             "scored": self.scored,
             "errors": len(self.errors),
+            "startup_s": None if self.startup_s is None else round(self.startup_s, 2),
+            "elapsed_s": round(self.elapsed_s, 2),
         }
 
 
@@ -352,11 +379,11 @@ def score_images(
     """Score files, folders (recursive, symlinks followed) and tar shards into ``out``;
     resumable. Decoding runs in ``workers`` processes (threads unless ``processes``)."""
     out_path = Path(out)
+    summary = ScoreSummary(out_path)
     writer = ResumableWriter(out_path, fmt)
     sources = list_sources(inputs)
     # Shards are counted as they are read; folders of plain files are known up front.
     known_total = None if any(is_shard(s) for s in sources) else len(sources)
-    summary = ScoreSummary(out_path)
     bar = tqdm(total=known_total, desc="scoring", unit="img", disable=not progress)
 
     def todo() -> Iterator[ImageInput]:
@@ -382,9 +409,9 @@ def score_images(
     for batch in batches:
         records = score_batch(detector, batch, top_k=top_k)
         writer.write(records)
-        summary.scored += sum(1 for record in records if record["error"] is None)
+        summary.wrote(records)
         bar.update(len(batch))
     bar.close()
     writer.close()
-    summary.errors = dict(writer.errors)
+    summary.finish(writer.errors)
     return summary
