@@ -383,7 +383,9 @@ def test_only_the_top_suspects_are_read_and_decoded(
     ]  # fmt: skip
     rows += [result(listing, "clear", 0.999, [match("i9", 0.999, source=catalogue)])] * 50
     reads: list[str] = []
-    monkeypatch.setattr(report, "read_input_bytes", lambda key: reads.append(key) or b"")
+    monkeypatch.setattr(
+        report, "read_inputs_bytes", lambda keys: {k: reads.append(k) or b"" for k in keys}
+    )
     results = write_parquet(tmp_path / "r.parquet", rows)
 
     summary = write_report(results, tmp_path / "report.html", top=3)

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from lookalike.data import sources
 from lookalike.data.decode import ImageDecodeError
 from lookalike.data.sources import (
     ImageInput,
@@ -19,6 +20,7 @@ from lookalike.data.sources import (
     list_sources,
     read_file_list,
     read_input_bytes,
+    read_inputs_bytes,
 )
 from lookalike.data.synthetic import synthetic_image
 
@@ -327,6 +329,26 @@ def test_read_input_bytes_names_a_missing_member_or_file(tmp_path: Path) -> None
     with pytest.raises(ImageDecodeError) as info:
         read_input_bytes(str(tmp_path / "gone.jpg"))
     assert info.value.source == str(tmp_path / "gone.jpg")
+
+
+def test_read_inputs_bytes_reads_each_shard_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Many members of one shard, a missing member and a missing file in one call: the shard
+    is opened once, every key gets its bytes or the reason it has none."""
+    photo = write_file(tmp_path / "a.jpg", jpeg_bytes(0))
+    shard = write_shard(tmp_path / "s.tar", webdataset_members(3))
+    opened: list[str] = []
+    real_open = sources._open_shard
+    monkeypatch.setattr(sources, "_open_shard", lambda path: opened.append(path) or real_open(path))
+    wanted = [key(shard, f"shard/00000{n}.jpg") for n in (2, 0, 9)]
+    found = read_inputs_bytes([*wanted, str(photo), str(tmp_path / "gone.jpg")])
+    assert opened == [str(shard)]
+    assert found[wanted[0]] == jpeg_bytes(2) and found[wanted[1]] == jpeg_bytes(0)
+    assert isinstance(found[wanted[2]], ImageDecodeError)
+    assert "no such member" in str(found[wanted[2]])
+    assert found[str(photo)] == jpeg_bytes(0)
+    assert isinstance(found[str(tmp_path / "gone.jpg")], ImageDecodeError)
 
 
 def test_read_input_bytes_refuses_a_member_over_max_bytes(tmp_path: Path) -> None:

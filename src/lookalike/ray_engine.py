@@ -32,7 +32,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from .data.loader import load_one
-from .data.sources import MEMBER_SEPARATOR, ImageInput, is_shard, iter_shard, list_sources
+from .data.sources import ImageInput, is_shard, iter_shard, list_sources, split_member_key
 from .detect import Detector
 from .scoring import Record, ResumableWriter, ScoreSummary, score_batch
 
@@ -93,10 +93,11 @@ def score_images_ray(
             record = json.loads(text)
             if record["path"] not in writer.done:
                 records.setdefault(record["path"], record)
-        writer.write(list(records.values()))
-        summary.wrote(list(records.values()))
-        summary.inputs += len(records)
-        bar.update(len(records))
+        fresh = list(records.values())
+        writer.write(fresh)
+        summary.wrote(fresh)
+        summary.inputs += len(fresh)
+        bar.update(len(fresh))
     bar.close()
     writer.close()
     summary.inputs += summary.skipped_done
@@ -121,9 +122,9 @@ def _read_tasks(
     of the inputs are done already."""
     shards: dict[str, list[str]] = {source: [] for source in sources if is_shard(source)}
     for key in done:
-        shard = _shard_of(key, shards)
-        if shard is not None:
-            shards[shard].append(key)
+        split = split_member_key(key, shards)
+        if split is not None:
+            shards[split[0]].append(key)
     tasks: list[dict[str, Any]] = []
     already_done = sum(len(members) for members in shards.values())
     files = []
@@ -137,15 +138,6 @@ def _read_tasks(
     for start in range(0, len(files), files_per_task):
         tasks.append({"sources": files[start : start + files_per_task], "skip": []})
     return tasks, already_done
-
-
-def _shard_of(key: str, shards: dict[str, list[str]]) -> str | None:
-    start = 0
-    while (at := key.find(MEMBER_SEPARATOR, start)) != -1:
-        if key[:at] in shards:
-            return key[:at]
-        start = at + 1
-    return None
 
 
 def _inputs_of(task: dict[str, Any]) -> Iterator[ImageInput]:
@@ -169,7 +161,7 @@ class _ScoringActor:
         self.preprocessor = self.detector.preprocessor
         self.top_k, self.batch_size = top_k, batch_size
 
-    def __call__(self, batch: dict[str, np.ndarray]) -> Iterator[dict[str, np.ndarray]]:
+    def __call__(self, batch: Batch) -> Iterator[Batch]:
         for row in range(len(batch["sources"])):
             task = {"sources": batch["sources"][row], "skip": batch["skip"][row]}
             inputs = _inputs_of(task)

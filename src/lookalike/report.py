@@ -35,7 +35,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from .data.decode import ImageDecodeError, decode_image
-from .data.sources import read_input_bytes
+from .data.sources import read_inputs_bytes
 
 if TYPE_CHECKING:
     from .index import CatalogIndex
@@ -380,12 +380,18 @@ class _Picture:
 
 
 def _listing_picture(
-    key: str | None, region: list[Point] | None, side: int, colour: tuple[int, int, int]
+    fetched: bytes | ImageDecodeError | None,
+    region: list[Point] | None,
+    side: int,
+    colour: tuple[int, int, int],
 ) -> _Picture:
-    if not key:
+    """``fetched``: the listing's bytes, why they could not be read, or None (no path)."""
+    if fetched is None:
         return _Picture(problem="no input path recorded")
+    if isinstance(fetched, ImageDecodeError):
+        return _Picture(problem=_reason(fetched))
+    data = fetched
     try:
-        data = read_input_bytes(key)
         image = decode_image(data, draft_size=side)
     except _UNREADABLE as exc:
         return _Picture(problem=_reason(exc))
@@ -607,6 +613,7 @@ class _SuspectRenderer:
 
     side: int
     lookup: _CatalogueLookup
+    listings: dict[str, bytes | ImageDecodeError]  # by input key, read before rendering
     catalogue_cache: dict[str, _Picture] = field(default_factory=dict)
 
     def render(self, rank: int, row: Row) -> str:
@@ -614,7 +621,8 @@ class _SuspectRenderer:
         colour = LABEL_COLOURS.get(label, (0, 0, 0))
         matches = [self.lookup.complete(m) for m in row["matches"][:MAX_MATCHES_SHOWN]]
         region = matches[0]["region"] if matches else None
-        listing = _listing_picture(row["path"], region, self.side, colour)
+        fetched = self.listings.get(row["path"]) if row["path"] else None
+        listing = _listing_picture(fetched, region, self.side, colour)
         caption = "listing photo" + (" (matched region outlined)" if listing.outlined else "")
         figures = [
             f'<figure class="listing">{_render_picture(listing, "listing photo")}'
@@ -770,7 +778,9 @@ def write_report(
     lookup = _CatalogueLookup(_load_index(index_dir))  # a bad index fails before any work
     tally = _tally_rows(path, fmt, top)
     suspects = _full_suspect_rows(path, fmt, tally.suspects())
-    renderer = _SuspectRenderer(thumb_side, lookup)
+    # All suspects' listings in one go: a shard is then read once, not once per suspect.
+    listings = read_inputs_bytes([row["path"] for row in suspects if row["path"]])
+    renderer = _SuspectRenderer(thumb_side, lookup, listings)
     cards = [renderer.render(rank, row) for rank, row in enumerate(suspects, start=1)]
     _write_atomically(Path(out), _render_page(path, tally, cards, top, thumb_side))
     return ReportSummary(

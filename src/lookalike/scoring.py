@@ -88,11 +88,11 @@ def score_batch(
 ) -> list[Record]:
     """Rows for one decoded batch: one forward pass and one FAISS search for its good images,
     an error row for each bad one. Both engines (local and Ray) score through here."""
-    good = [loaded for loaded in batch if loaded.value is not None]
+    prepared = [loaded.value for loaded in batch if loaded.value is not None]
     verdicts: Iterator[Verdict] = iter(())
     embed_ms = search_ms = 0.0
-    if good:
-        prepared = [loaded.value for loaded in good if loaded.value is not None]
+    if prepared:
+        # Embedding and search are timed apart, so this does check_prepared's work itself.
         start = time.perf_counter()
         pixels = torch.from_numpy(np.stack([item.pixels for item in prepared]))
         vectors = detector.embedder.embed_pixels(pixels)
@@ -102,8 +102,8 @@ def score_batch(
             top_k=top_k,
             originals=[item.image for item in prepared],
         )
-        embed_ms = (embedded - start) * 1000 / len(good)
-        search_ms = (time.perf_counter() - embedded) * 1000 / len(good)
+        embed_ms = (embedded - start) * 1000 / len(prepared)
+        search_ms = (time.perf_counter() - embedded) * 1000 / len(prepared)
         verdicts = iter(found)
     records = []
     for loaded in batch:

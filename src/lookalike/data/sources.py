@@ -33,6 +33,8 @@ __all__ = [
     "list_sources",
     "read_file_list",
     "read_input_bytes",
+    "read_inputs_bytes",
+    "split_member_key",
 ]
 
 SHARD_ENDINGS = (".tar", ".tar.gz", ".tgz")
@@ -123,33 +125,66 @@ def iter_shard(
 def read_input_bytes(key: str, *, max_bytes: int = DEFAULT_MAX_BYTES) -> bytes:
     """The bytes of the input a result row names (a file, or ``SHARD#MEMBER``); raises
     ImageDecodeError when they cannot be read."""
-    split = _split_member_key(key)
-    if split is None:
-        return read_image_bytes(key, max_bytes=max_bytes)
-    shard, name = split
+    found = read_inputs_bytes([key], max_bytes=max_bytes)[key]
+    if isinstance(found, ImageDecodeError):
+        raise found
+    return found
+
+
+def read_inputs_bytes(
+    keys: Iterable[str], *, max_bytes: int = DEFAULT_MAX_BYTES
+) -> dict[str, bytes | ImageDecodeError]:
+    """The bytes of many inputs, or why each cannot be read; each shard is read in one pass
+    however many of its members are asked for."""
+    found: dict[str, bytes | ImageDecodeError] = {}
+    wanted: dict[str, dict[str, str]] = {}  # shard -> member name -> key
+    for key in dict.fromkeys(keys):
+        split = split_member_key(key)
+        if split is not None:
+            wanted.setdefault(split[0], {})[split[1]] = key
+            continue
+        try:
+            found[key] = read_image_bytes(key, max_bytes=max_bytes)
+        except ImageDecodeError as exc:
+            found[key] = exc
+    for shard, members in wanted.items():
+        found.update(_read_members(shard, members, max_bytes))
+    return found
+
+
+def _read_members(
+    shard: str, members: dict[str, str], max_bytes: int
+) -> dict[str, bytes | ImageDecodeError]:
+    """``members``: member name -> key. Members not found get an error naming why."""
+    found: dict[str, bytes | ImageDecodeError] = {}
+    missing = "no such member in the tar shard"
     try:
-        return _read_member(shard, name, key, max_bytes)
-    except (tarfile.TarError, OSError, EOFError) as exc:
-        raise ImageDecodeError(key, f"cannot read the tar shard ({exc})") from exc
-
-
-def _read_member(shard: str, name: str, key: str, max_bytes: int) -> bytes:
-    with _open_shard(shard) as (archive, _):
-        for member in archive:
-            if member.name == name and member.isfile():
+        with _open_shard(shard) as (archive, _):
+            for member in archive:
+                key = members.get(member.name)
+                if key is None or key in found or not member.isfile():
+                    continue
                 if member.size > max_bytes:
-                    raise ImageDecodeError(key, _too_big(member.size, max_bytes))
-                handle = archive.extractfile(member)
-                return handle.read() if handle else b""
-    raise ImageDecodeError(key, "no such member in the tar shard")
+                    found[key] = ImageDecodeError(key, _too_big(member.size, max_bytes))
+                else:
+                    handle = archive.extractfile(member)
+                    found[key] = handle.read() if handle else b""
+                if len(found) == len(members):
+                    break
+    except (tarfile.TarError, OSError, EOFError) as exc:
+        missing = f"cannot read the tar shard ({exc})"
+    for key in members.values():
+        found.setdefault(key, ImageDecodeError(key, missing))
+    return found
 
 
-def _split_member_key(key: str) -> tuple[str, str] | None:
-    """``SHARD#MEMBER`` -> (shard, member) when the part before a ``#`` is a shard file."""
+def split_member_key(key: str, shards: Container[str] | None = None) -> tuple[str, str] | None:
+    """``SHARD#MEMBER`` -> (shard, member), where SHARD is the first prefix before a ``#``
+    that is one of ``shards`` (default: any shard file that exists); None for a plain file."""
     start = 0
     while (at := key.find(MEMBER_SEPARATOR, start)) != -1:
         shard = key[:at]
-        if is_shard(shard) and os.path.isfile(shard):
+        if shard in shards if shards is not None else is_shard(shard) and os.path.isfile(shard):
             return shard, key[at + 1 :]
         start = at + 1
     return None
