@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from .data.manifest import CatalogEntry
     from .detect import Detector
     from .model import Embedder
 
@@ -55,6 +57,7 @@ def _detector_from_args(args: argparse.Namespace) -> Detector:
         threads=args.threads,
         batch_size=args.batch_size,
         verify=getattr(args, "verify", None),
+        logos=False if getattr(args, "no_logos", False) else None,
     )
     _warn_untrained(detector.embedder)
     return detector
@@ -71,7 +74,7 @@ def _warn_untrained(embedder: Embedder) -> None:
 
 
 def cmd_index_build(args: argparse.Namespace) -> int:
-    from .data.manifest import load_catalog
+    from .data.manifest import is_vector_logo, load_catalog
     from .indexing import add_entries, new_index_for
 
     entries = load_catalog(Path(args.catalogue), Path(args.manifest) if args.manifest else None)
@@ -80,18 +83,25 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         return 1
     embedder = _embedder_from_args(args)
     _warn_untrained(embedder)
+    _check_logo_model(args, entries)  # fail fast, before the photos are embedded
     index = new_index_for(embedder, factory=args.factory)
     report = add_entries(
         index,
         embedder,
-        entries,
+        [entry for entry in entries if not is_vector_logo(entry)],
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.quiet,
     )
-    if not report.added:
+    logo_summary = _index_logos(args, entries, fresh=True)
+    logos_added = bool(logo_summary and logo_summary["added"])
+    if not logos_added:  # a rebuild must not keep the previous build's logos
+        from .logos.catalog import logo_index_dir
+
+        shutil.rmtree(logo_index_dir(args.index), ignore_errors=True)
+    if not report.added and not logos_added:
         _note("no catalogue image could be indexed; the index was not written")
-        _print_json(report.summary())
+        _print_json({**report.summary(), "logos": logo_summary})
         return 1
     snapshot = index.save(args.index)
     _print_json(
@@ -99,39 +109,91 @@ def cmd_index_build(args: argparse.Namespace) -> int:
             "index": str(args.index),
             "snapshot": snapshot.name,
             **report.summary(),
+            "logos": logo_summary,
             "model": embedder.fingerprint.to_dict(),
         }
     )
     return 0
 
 
+def _check_logo_model(args: argparse.Namespace, entries: Sequence[CatalogEntry]) -> None:
+    """Turn logo indexing off (with a note) when the catalogue has logos but the shipped
+    logo model is absent; a missing user-given model file is an error, raised now."""
+    from .logos.catalog import DEFAULT_LOGO_WEIGHTS
+
+    if args.no_logos or not any(entry.kind == "logo" for entry in entries):
+        return
+    if args.logo_model == "default":
+        if not DEFAULT_LOGO_WEIGHTS.is_file():
+            _note(f"NOTE: no logo model at {DEFAULT_LOGO_WEIGHTS}; logos indexed as photos only")
+            args.no_logos = True
+        return
+    if not Path(args.logo_model).is_file():
+        raise FileNotFoundError(f"--logo-model {args.logo_model}: no such file")
+    args.logo_model = str(Path(args.logo_model).resolve())  # an index is loaded from anywhere
+
+
+def _index_logos(
+    args: argparse.Namespace, entries: Sequence[CatalogEntry], *, fresh: bool
+) -> dict[str, Any] | None:
+    """Add the logo entries to the index's logo catalogue (a new one when ``fresh``);
+    None when there are none or logo search is turned off."""
+    from .logos.catalog import LogoCatalog, has_logo_index, logo_index_dir, resolve_logo_model
+
+    logos = [entry for entry in entries if entry.kind == "logo"]
+    if not logos or args.no_logos:
+        return None
+    folder = logo_index_dir(args.index)
+    if not fresh and has_logo_index(args.index):
+        catalog = LogoCatalog.load(folder)
+    else:
+        catalog = LogoCatalog(resolve_logo_model(args.logo_model), model_ref=args.logo_model)
+    report = catalog.add(logos, progress=not args.quiet)
+    if report.added:
+        catalog.save(folder)
+    return report.summary()
+
+
 def cmd_index_add(args: argparse.Namespace) -> int:
-    from .data.manifest import load_catalog
+    from .data.manifest import is_vector_logo, load_catalog
     from .indexing import add_entries
 
     detector = _detector_from_args(args)
     entries = load_catalog(Path(args.catalogue), Path(args.manifest) if args.manifest else None)
+    from .logos.catalog import has_logo_index
+
+    if not has_logo_index(args.index):  # else the catalogue's recorded model is used
+        _check_logo_model(args, entries)
     report = add_entries(
         detector.index,
         detector.embedder,
-        entries,
+        [entry for entry in entries if not is_vector_logo(entry)],
         batch_size=args.batch_size,
         workers=args.workers,
         progress=not args.quiet,
     )
+    logo_summary = _index_logos(args, entries, fresh=False)
     if report.added:
         detector.index.save(args.index)
-    _print_json(report.summary())
-    return 0 if not report.errors else 1
+    _print_json({**report.summary(), "logos": logo_summary})
+    logo_errors = bool(logo_summary and logo_summary["errors"])
+    return 0 if not report.errors and not logo_errors else 1
 
 
 def cmd_index_remove(args: argparse.Namespace) -> int:
     from .index import CatalogIndex
+    from .logos.catalog import has_logo_index, logo_index_dir
 
     index = CatalogIndex.load(args.index)
     removed = index.remove(args.item_ids)
     if removed:
         index.save(args.index)
+    if has_logo_index(args.index):  # logos are in both: the photo index and the logo one
+        logos = CatalogIndex.load(logo_index_dir(args.index))
+        removed_logos = logos.remove(args.item_ids)
+        if removed_logos:
+            logos.save(logo_index_dir(args.index))
+        removed = list(dict.fromkeys([*removed, *removed_logos]))
     missing = sorted(set(args.item_ids) - set(removed))
     _print_json({"removed": removed, "not_found": missing})
     return 0 if not missing else 1
@@ -139,8 +201,12 @@ def cmd_index_remove(args: argparse.Namespace) -> int:
 
 def cmd_index_stats(args: argparse.Namespace) -> int:
     from .index import CatalogIndex
+    from .logos.catalog import has_logo_index, logo_index_dir
 
-    _print_json(CatalogIndex.load(args.index).stats())
+    stats = CatalogIndex.load(args.index).stats()
+    if has_logo_index(args.index):
+        stats["logo_search"] = CatalogIndex.load(logo_index_dir(args.index)).stats()
+    _print_json(stats)
     return 0
 
 
@@ -154,9 +220,19 @@ def cmd_check(args: argparse.Namespace) -> int:
     results: list[dict[str, Any]] = []
     for image in args.images:
         try:
-            results.append({"image": image, **detector.check(image).to_dict()})
+            prepared = detector.prepare(image)
+            verdict = detector.check_prepared([prepared])[0]
         except ImageDecodeError as exc:
             results.append({"image": image, "label": "error", "error": str(exc)})
+            continue
+        result = {"image": image, **verdict.to_dict()}
+        if args.evidence:
+            from .verdict_evidence import write_verdict_evidence
+
+            result["evidence"] = str(
+                write_verdict_evidence(detector, image, verdict, Path(args.evidence))
+            )
+        results.append(result)
     _print_json(results)
     return 1 if any(r["label"] == "error" for r in results) else 0
 
@@ -260,6 +336,53 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train_logos(args: argparse.Namespace) -> int:
+    from .logos.network import LogoNetConfig
+    from .training.logo_benchmark import training_backgrounds, training_logos
+    from .training.logo_train import LogoTrainConfig, LogoTrainingData, train_logos
+
+    shared = Path(args.shared_data)
+    data = LogoTrainingData.load(
+        training_logos(shared), training_backgrounds(shared), progress=not args.quiet
+    )
+    config = LogoTrainConfig(
+        out_dir=Path(args.out),
+        steps=args.steps,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        network=LogoNetConfig(input_size=args.input_size),
+        eval_every=args.eval_every,
+        max_minutes=args.max_minutes,
+        workers=args.workers,
+        threads=args.threads,
+        seed=args.seed,
+        progress=not args.quiet,
+    )
+    _print_json({"model": str(train_logos(config, data))})
+    return 0
+
+
+def cmd_calibrate_logos(args: argparse.Namespace) -> int:
+    from .training.logo_calibrate import calibrate_logo_model
+
+    result = calibrate_logo_model(
+        Path(args.model),
+        Path(args.shared_data),
+        Path(args.out),
+        Path(args.work),
+        positives=args.positives,
+    )
+    _print_json(
+        {
+            "model": args.out,
+            **result.to_metadata()["thresholds"],
+            "positives": result.positives,
+            "negatives": result.negatives,
+        }
+    )
+    return 0
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from .rerank import RerankConfig
     from .training.calibrate_model import calibrate_model
@@ -336,6 +459,23 @@ def _add_verify_option(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_no_logos_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--no-logos",
+        action="store_true",
+        help="skip logo search even when the index has a logo catalogue",
+    )
+
+
+def _add_logo_index_options(parser: argparse.ArgumentParser) -> None:
+    _add_no_logos_option(parser)
+    parser.add_argument(
+        "--logo-model",
+        default="default",
+        help="logo region model for the catalogue's logos: 'default' (shipped) or a file",
+    )
+
+
 def _add_model_options(parser: argparse.ArgumentParser, *, default: str | None) -> None:
     parser.add_argument(
         "--model",
@@ -374,6 +514,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_model_options(build, default="default")
     _add_runtime_options(build)
+    _add_logo_index_options(build)
     build.set_defaults(func=cmd_index_build)
 
     add = index_sub.add_parser("add", help="add images to an existing index")
@@ -382,6 +523,7 @@ def build_parser() -> argparse.ArgumentParser:
     add.add_argument("--manifest")
     _add_model_options(add, default=None)
     _add_runtime_options(add)
+    _add_logo_index_options(add)
     add.set_defaults(func=cmd_index_add, top_k=5)
 
     remove = index_sub.add_parser("remove", help="remove items by item id")
@@ -400,6 +542,12 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(check, default=None)
     _add_runtime_options(check)
     _add_verify_option(check)
+    _add_no_logos_option(check)
+    check.add_argument(
+        "--evidence",
+        metavar="DIR",
+        help="write an evidence picture per image (listing beside its matches) into DIR",
+    )
     check.set_defaults(func=cmd_check)
 
     score = sub.add_parser(
@@ -443,6 +591,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_model_options(score, default=None)
     _add_runtime_options(score, workers_help="image decoding worker processes (local engine)")
     _add_verify_option(score)
+    _add_no_logos_option(score)
     score.set_defaults(func=cmd_score)
 
     report = sub.add_parser(
@@ -492,6 +641,38 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     tr.add_argument("--quiet", action="store_true")
     tr.set_defaults(func=cmd_train)
+
+    tl = sub.add_parser(
+        "train-logos", help="train the logo region model on synthetic composites (resumable)"
+    )
+    tl.add_argument(
+        "shared_data",
+        help="folder with simple_icons/, car_logos/ and fashion_products_small/ "
+        "(benchmark logos and photos are held out)",
+    )
+    tl.add_argument("--out", required=True, help="run folder: last.pt (resume), logo.pt")
+    tl.add_argument("--steps", type=int, default=5000)
+    tl.add_argument("--batch-size", type=int, default=128, help="logos per step")
+    tl.add_argument("--lr", type=float, default=3e-3)
+    tl.add_argument("--input-size", type=int, default=48, help="window side, pixels")
+    tl.add_argument("--eval-every", type=int, default=500)
+    tl.add_argument("--max-minutes", type=float, default=None, help="stop early (resumable)")
+    tl.add_argument("--workers", type=int, default=2, help="sample-drawing processes")
+    tl.add_argument("--threads", type=int, default=1)
+    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument("--quiet", action="store_true")
+    tl.set_defaults(func=cmd_train_logos)
+
+    cl = sub.add_parser(
+        "calibrate-logos",
+        help="calibrate a logo model: expected precision and the logo / review thresholds",
+    )
+    cl.add_argument("model", help="trained logo model (e.g. runs/logo/logo.pt)")
+    cl.add_argument("shared_data", help="folder with the shared logos and photos")
+    cl.add_argument("--out", required=True, help="calibrated logo model to write")
+    cl.add_argument("--work", default="runs/logo-calibration", help="scratch folder")
+    cl.add_argument("--positives", type=int, default=300)
+    cl.set_defaults(func=cmd_calibrate_logos)
 
     cal = sub.add_parser("calibrate", help="calibrate a trained checkpoint on held-out photos")
     cal.add_argument("checkpoint", help="trained checkpoint (e.g. runs/x/last.pt)")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 import numpy as np
@@ -15,13 +15,16 @@ from .data.decode import ImageSource
 from .data.preprocess import PreparedImage, Preprocessor
 from .embeddings import EmbedderMismatchError, Embeddings
 from .index import CatalogIndex, SearchHit
+from .logos.catalog import LogoCatalog, has_logo_index, logo_index_dir
+from .logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
 from .rerank import LocalVerifier, RerankConfig, rescored
 from .training.calibration import Calibration
 
-Label = Literal["copy", "review", "clear"]
-LABELS: tuple[Label, ...] = ("copy", "review", "clear")
+Label = Literal["copy", "logo", "review", "clear"]
+LABELS: tuple[Label, ...] = ("copy", "logo", "review", "clear")
+Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
@@ -54,7 +57,10 @@ class Thresholds:
 
 @dataclass(frozen=True)
 class Match:
-    """A catalogue image the listing photo resembles."""
+    """A catalogue image the listing photo resembles, or (``kind`` "logo") a catalogue logo
+    it shows: then ``region`` outlines the logo in listing pixels (TL, TR, BR, BL),
+    ``inliers`` counts the keypoints that confirm it (0: found by its descriptor alone) and
+    ``expected_precision`` comes from the logo calibration."""
 
     item_id: str
     score: float
@@ -63,6 +69,12 @@ class Match:
     sku: str | None
     source: str | None
     sha256: str
+    region: tuple[Point, ...] | None = None
+    inliers: int | None = None
+    expected_precision: float | None = None
+    # (listing xy, reference xy) keypoint pairs behind ``inliers``, for evidence pictures;
+    # left out of to_dict (too bulky for every result row).
+    point_pairs: tuple[tuple[Point, Point], ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
     def from_hit(cls, hit: SearchHit) -> Match:
@@ -78,21 +90,31 @@ class Match:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        data = asdict(self)
+        del data["point_pairs"]
+        if self.region is not None:
+            data["region"] = [list(point) for point in self.region]
+        return data
 
 
 @dataclass(frozen=True)
 class Verdict:
-    """``score``: the best match's similarity (0.0 with an empty catalogue); ``matches``: best
-    first; ``expected_precision``: from calibration, None while the model is uncalibrated."""
+    """``label``: copy (reuses a catalogue photo) > logo (shows a catalogue logo) > review >
+    clear. ``score`` and ``expected_precision`` are those of the match that decided the label
+    (``best``); ``matches``: whole-photo matches, best first; ``logos``: logos found in the
+    photo, best first (empty when logo search is off)."""
 
     label: Label
     score: float
     matches: tuple[Match, ...]
     expected_precision: float | None = None
+    logos: tuple[Match, ...] = ()
+    basis: Literal["photo", "logo"] = "photo"  # which of the two decided the label
 
     @property
     def best(self) -> Match | None:
+        if self.basis == "logo" and self.logos:
+            return self.logos[0]
         return self.matches[0] if self.matches else None
 
     def to_dict(self) -> dict[str, Any]:
@@ -100,7 +122,9 @@ class Verdict:
             "label": self.label,
             "score": self.score,
             "expected_precision": self.expected_precision,
+            "basis": self.basis,
             "matches": [m.to_dict() for m in self.matches],
+            "logos": [m.to_dict() for m in self.logos],
         }
 
 
@@ -121,6 +145,7 @@ class Detector:
         calibration: Calibration | None = None,
         verifier: LocalVerifier | None = None,
         top_k: int = 5,
+        logo_matcher: LogoMatcher | None = None,
     ) -> None:
         if embedder.fingerprint != index.model:
             raise EmbedderMismatchError(index.model, embedder.fingerprint)
@@ -138,12 +163,29 @@ class Detector:
         self.calibration = calibration
         self.verifier = verifier
         self.top_k = top_k
+        self.logo_matcher = logo_matcher
+        logo_metadata = logo_matcher.catalog.model.metadata if logo_matcher else {}
+        # Logo scores live on their own scale: their own thresholds ("copy" = report a logo)
+        # and calibration, made by the logo model's calibration run.
+        self.logo_thresholds = Thresholds.from_metadata(logo_metadata) or Thresholds(1.2, 0.8)
+        logo_calibration = logo_metadata.get("calibration")
+        self.logo_calibration = (
+            Calibration.from_dict(logo_calibration) if isinstance(logo_calibration, dict) else None
+        )
 
     @property
     def preprocessor(self) -> Preprocessor:
         """What turns a photo into this detector's input; picklable, for worker processes."""
         keep = self.verifier.config.max_side if self.verifier else None
-        return Preprocessor(self.embedder.input_size, keep)
+        if self.logo_matcher is None:
+            return Preprocessor(self.embedder.input_size, keep)
+        grid = self.logo_matcher.config.grid
+        return Preprocessor(
+            self.embedder.input_size,
+            max(keep or 0, grid.max_side),
+            logo_grid=grid,
+            logo_input_size=self.logo_matcher.catalog.model.config.input_size,
+        )
 
     def prepare(self, source: ImageSource) -> PreparedImage:
         """Decode (safely) and preprocess one photo; raises ImageDecodeError on bad input.
@@ -165,7 +207,36 @@ class Detector:
             return []
         pixels = torch.from_numpy(np.stack([item.pixels for item in prepared]))
         originals = [item.image for item in prepared]
-        return self.check_pixels(pixels, top_k=top_k, originals=originals)
+        verdicts = self.check_pixels(pixels, top_k=top_k, originals=originals)
+        if self.logo_matcher is None:
+            return verdicts
+        return self.with_logos(verdicts, prepared)
+
+    def with_logos(
+        self, verdicts: Sequence[Verdict], prepared: Sequence[PreparedImage]
+    ) -> list[Verdict]:
+        """``verdicts`` completed with the logos found in their photos (needs the kept photo
+        copies: prepare with :attr:`preprocessor`)."""
+        matcher = self.logo_matcher
+        if matcher is None:
+            return list(verdicts)
+        images = [item.image for item in prepared]
+        if any(image is None for image in images):
+            raise ValueError("logo search needs the photos: prepare them with .preprocessor")
+        windows = [item.windows for item in prepared]
+        found = matcher.match_many(
+            [image for image in images if image is not None],
+            None if any(w is None for w in windows) else [w for w in windows if w is not None],
+        )
+        verdicts_out = []
+        for verdict, item, logo_matches in zip(verdicts, prepared, found, strict=True):
+            # regions were found on the kept copy: give them in the decoded photo's pixels
+            kept = item.image
+            scale = 1.0
+            if kept is not None and item.source_size is not None:
+                scale = item.source_size[0] / max(1, kept.width)
+            verdicts_out.append(self.verdict_from(verdict.matches, logo_matches, scale=scale))
+        return verdicts_out
 
     def check_pixels(
         self,
@@ -199,12 +270,55 @@ class Detector:
         return verdicts
 
     def verdict(self, hits: Sequence[SearchHit]) -> Verdict:
-        matches = tuple(Match.from_hit(hit) for hit in hits)
-        score = matches[0].score if matches else 0.0
-        expected = None
+        return self.verdict_from(tuple(Match.from_hit(hit) for hit in hits))
+
+    def verdict_from(
+        self,
+        matches: Sequence[Match],
+        logo_matches: Sequence[LogoMatch] = (),
+        *,
+        scale: float = 1.0,
+    ) -> Verdict:
+        """The label from both searches: copy > logo > review > clear. ``scale``: listing
+        pixels per pixel of the photo the logos were found in."""
+        photo_score = matches[0].score if matches else 0.0
+        photo_precision = None
         if self.calibration is not None and matches:
-            expected = round(float(self.calibration.precision_at(score)[0]), 4)
-        return Verdict(self.thresholds.label(score), score, matches, expected)
+            photo_precision = round(float(self.calibration.precision_at(photo_score)[0]), 4)
+        logos = tuple(self._logo_match(found, scale) for found in logo_matches)
+        photo_label = self.thresholds.label(photo_score)
+        logo_label = self.logo_thresholds.label(logos[0].score) if logos else "clear"
+        on_logo = logo_label == "copy" and photo_label != "copy"
+        on_logo = on_logo or (logo_label == "review" and photo_label == "clear")
+        on_logo = on_logo or (not matches and bool(logos))
+        if on_logo:
+            label: Label = "logo" if logo_label == "copy" else logo_label
+            best = logos[0]
+            return Verdict(
+                label, best.score, tuple(matches), best.expected_precision, logos, "logo"
+            )
+        return Verdict(photo_label, photo_score, tuple(matches), photo_precision, logos)
+
+    def _logo_match(self, found: LogoMatch, scale: float = 1.0) -> Match:
+        record = found.record
+        expected = None
+        if self.logo_calibration is not None:
+            expected = round(float(self.logo_calibration.precision_at(found.score)[0]), 4)
+        region = tuple((round(x * scale, 1), round(y * scale, 1)) for x, y in found.region)
+        pairs = tuple(((x * scale, y * scale), ref) for (x, y), ref in found.point_pairs)
+        return Match(
+            record.item_id,
+            round(found.score, 6),
+            record.brand,
+            record.kind,
+            record.sku,
+            record.source,
+            record.sha256,
+            region,
+            found.inliers,
+            expected,
+            pairs,
+        )
 
 
 def load_detector(
@@ -217,14 +331,22 @@ def load_detector(
     threads: int | None = None,
     batch_size: int = 32,
     verify: bool | RerankConfig | None = None,
+    logos: bool | LogoMatchConfig | None = None,
 ) -> Detector:
     """Load an index and the embedder that built it (or ``model``, which must match it).
 
     ``verify``: local-feature re-ranking — None follows the model's recommendation (the
     ``rerank`` settings it was calibrated with, if any), True uses those or the defaults,
-    False turns it off, a RerankConfig sets it.
+    False turns it off, a RerankConfig sets it. ``logos``: logo search — None or True use
+    the index's logo catalogue when it has one, False turns it off, a LogoMatchConfig sets it.
     """
     index = CatalogIndex.load(index_dir)
+    logo_matcher = None
+    if logos is not False and has_logo_index(index_dir):
+        config = logos if isinstance(logos, LogoMatchConfig) else None
+        logo_matcher = LogoMatcher(LogoCatalog.load(logo_index_dir(index_dir)), config)
+    elif logos is True or isinstance(logos, LogoMatchConfig):
+        raise ValueError(f"{index_dir}: the index has no logo catalogue (index some logos)")
     if isinstance(model, Embedder):
         embedder = model
     elif model is not None:
@@ -239,7 +361,12 @@ def load_detector(
     else:
         raise ValueError(f"{index_dir}: the index does not record its model; pass model=")
     return Detector(
-        embedder, index, thresholds, verifier=verifier_for(embedder, verify), top_k=top_k
+        embedder,
+        index,
+        thresholds,
+        verifier=verifier_for(embedder, verify),
+        top_k=top_k,
+        logo_matcher=logo_matcher,
     )
 
 

@@ -34,7 +34,7 @@ from .embeddings import Embeddings
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl", "isc")
 DEFAULT_FORMAT = "parquet"
-TIMING_COLUMNS = ("decode_ms", "embed_ms", "search_ms")
+TIMING_COLUMNS = ("decode_ms", "embed_ms", "search_ms", "logo_ms")
 CSV_COLUMNS = (
     "path",
     "query_id",
@@ -45,6 +45,7 @@ CSV_COLUMNS = (
     "top_brand",
     "top_kind",
     "matches",
+    "logos",
     "error",
     *TIMING_COLUMNS,
 )
@@ -72,6 +73,7 @@ def result_record(
         "top_brand": best.brand if best else None,
         "top_kind": best.kind if best else None,
         "matches": [m.to_dict() for m in verdict.matches] if verdict else [],
+        "logos": [m.to_dict() for m in verdict.logos] if verdict else [],
         "error": error,
     }
     for column in TIMING_COLUMNS:
@@ -91,6 +93,7 @@ def score_batch(
     prepared = [loaded.value for loaded in batch if loaded.value is not None]
     verdicts: Iterator[Verdict] = iter(())
     embed_ms = search_ms = 0.0
+    logo_ms: float | None = None
     if prepared:
         # Embedding and search are timed apart, so this does check_prepared's work itself.
         start = time.perf_counter()
@@ -102,8 +105,12 @@ def score_batch(
             top_k=top_k,
             originals=[item.image for item in prepared],
         )
+        searched = time.perf_counter()
         embed_ms = (embedded - start) * 1000 / len(prepared)
-        search_ms = (time.perf_counter() - embedded) * 1000 / len(prepared)
+        search_ms = (searched - embedded) * 1000 / len(prepared)
+        if detector.logo_matcher is not None:
+            found = detector.with_logos(found, prepared)
+            logo_ms = (time.perf_counter() - searched) * 1000 / len(prepared)
         verdicts = iter(found)
     records = []
     for loaded in batch:
@@ -112,7 +119,12 @@ def score_batch(
             timings: dict[str, float | None] = {"decode_ms": decode_ms}
             records.append(result_record(loaded.source, None, loaded.error, timings))
         else:
-            timings = {"decode_ms": decode_ms, "embed_ms": embed_ms, "search_ms": search_ms}
+            timings = {
+                "decode_ms": decode_ms,
+                "embed_ms": embed_ms,
+                "search_ms": search_ms,
+                "logo_ms": logo_ms,
+            }
             records.append(result_record(loaded.source, next(verdicts), None, timings))
     return records
 
@@ -285,6 +297,12 @@ class ResumableWriter:
                         for m in record["matches"]
                     ]
                 )
+                flat["logos"] = json.dumps(
+                    [
+                        {key: m[key] for key in ("item_id", "score", "brand", "region")}
+                        for m in record.get("logos", [])
+                    ]
+                )
                 writer.writerow(["" if flat[c] is None else flat[c] for c in CSV_COLUMNS])
         return buffer.getvalue().encode()
 
@@ -323,6 +341,9 @@ def parquet_schema() -> Any:
             ("sku", pa.string()),
             ("source", pa.string()),
             ("sha256", pa.string()),
+            ("region", pa.list_(pa.list_(pa.float64()))),
+            ("inliers", pa.int64()),
+            ("expected_precision", pa.float64()),
         ]
     )
     return pa.schema(
@@ -336,6 +357,7 @@ def parquet_schema() -> Any:
             ("top_brand", pa.string()),
             ("top_kind", pa.string()),
             ("matches", pa.list_(match_type)),
+            ("logos", pa.list_(match_type)),
             ("error", pa.string()),
             *((column, pa.float64()) for column in TIMING_COLUMNS),
         ]

@@ -25,6 +25,7 @@ __all__ = [
     "Verification",
     "match_and_verify",
     "orb_features",
+    "sift_features",
 ]
 
 DESCRIPTOR_BYTES = 32  # ORB: 256-bit binary descriptors
@@ -36,11 +37,12 @@ Points = npt.NDArray[np.float32]
 @dataclass(frozen=True)
 class LocalFeatures:
     """Keypoints of one image: ``keypoints`` (n, 2) float32 x, y in pixels of the image as
-    given; ``descriptors`` (n, 32) uint8, row i describing keypoint i; ``image_size`` is
+    given; ``descriptors`` row i describes keypoint i: (n, 32) uint8 for ORB (compared by
+    Hamming distance) or (n, 128) float32 for SIFT (compared by L2); ``image_size`` is
     (width, height)."""
 
     keypoints: Points
-    descriptors: npt.NDArray[np.uint8]
+    descriptors: npt.NDArray[np.uint8] | npt.NDArray[np.float32]
     image_size: tuple[int, int]
 
     def __len__(self) -> int:
@@ -97,6 +99,26 @@ def orb_features(image: Image.Image, n_features: int = 1000) -> LocalFeatures:
     return LocalFeatures(points, np.asarray(descriptors, dtype=np.uint8), image.size)
 
 
+def sift_features(image: Image.Image, n_features: int = 500) -> LocalFeatures:
+    """SIFT keypoints of ``image`` (grey levels): slower than ORB but far steadier on blurred,
+    small and flat artwork such as logos. Never raises for odd images."""
+    import cv2
+
+    if n_features < 1:
+        raise ValueError(f"n_features must be >= 1, got {n_features}")
+    gray = np.ascontiguousarray(np.asarray(image.convert("L"), dtype=np.uint8))
+    try:
+        keypoints, descriptors = cv2.SIFT.create(nfeatures=n_features).detectAndCompute(gray, None)
+    except cv2.error:
+        keypoints, descriptors = (), None
+    if descriptors is None or not keypoints:
+        return LocalFeatures(
+            np.zeros((0, 2), np.float32), np.zeros((0, 128), np.float32), image.size
+        )
+    points = np.array([kp.pt for kp in keypoints], dtype=np.float32).reshape(-1, 2)
+    return LocalFeatures(points, np.asarray(descriptors, dtype=np.float32), image.size)
+
+
 def match_and_verify(
     query: LocalFeatures,
     reference: LocalFeatures,
@@ -106,7 +128,7 @@ def match_and_verify(
 ) -> Verification:
     """Match ``query`` to ``reference`` and count the matches a homography explains.
 
-    Matches are nearest neighbours by Hamming distance kept only when clearly better than the
+    Matches are nearest neighbours (Hamming or L2 distance) kept only when clearly better than the
     second nearest (``distance < ratio * second``), then at most one per reference keypoint.
     RANSAC accepts a match whose reprojection error is below ``ransac_px`` pixels. Fewer than
     :data:`MIN_MATCHES` matches, or no model found, gives zero inliers; this never raises.
@@ -139,7 +161,8 @@ def _ratio_matches(
     # The ratio test needs two neighbours in the reference.
     if len(query) == 0 or len(reference) < 2:
         return none, none
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
+    binary = query.descriptors.dtype == np.uint8
+    matcher = cv2.BFMatcher(cv2.NORM_HAMMING if binary else cv2.NORM_L2)
     best: dict[int, tuple[float, int]] = {}
     for pair in matcher.knnMatch(query.descriptors, reference.descriptors, k=2):
         if len(pair) < 2:

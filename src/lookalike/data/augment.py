@@ -90,7 +90,7 @@ def _scaled(size: tuple[int, int], scale: float) -> tuple[int, int]:
 
 
 @functools.lru_cache(maxsize=64)
-def _font(size: int) -> Font:
+def load_font(size: int) -> Font:
     """The bundled default font at ``size`` pixels; the fixed bitmap font on old Pillow."""
     try:
         return ImageFont.load_default(size=max(1, size))
@@ -98,12 +98,13 @@ def _font(size: int) -> Font:
         return ImageFont.load_default()
 
 
-def _text_size(font: Font, text: str) -> tuple[int, int]:
+def text_size(font: Font, text: str) -> tuple[int, int]:
     left, top, right, bottom = font.getbbox(text)
     return max(1, int(right - left)), max(1, int(bottom - top))
 
 
-def _price(rng: Rng) -> str:
+def price_label(rng: Rng) -> str:
+    """A price or discount as sellers write it ("$49.99", "12,50 EUR", "-30%")."""
     whole = _randint(rng, 3, 299)
     style = _randint(rng, 0, 3)
     if style == 0:
@@ -122,7 +123,8 @@ def _shop_name(rng: Rng) -> str:
 # ------------------------------------------------------------------------- backgrounds/fills
 
 
-def _gradient(size: tuple[int, int], rng: Rng) -> Image.Image:
+def gradient_fill(size: tuple[int, int], rng: Rng) -> Image.Image:
+    """A linear ramp between two random colours at a random angle (a studio backdrop)."""
     width, height = size
     angle = _uniform(rng, (0.0, 2 * math.pi))
     xs = np.arange(width, dtype=np.float32)[None, :] * math.cos(angle)
@@ -135,7 +137,7 @@ def _gradient(size: tuple[int, int], rng: Rng) -> Image.Image:
     return Image.fromarray(pixels.astype(np.uint8), "RGB")
 
 
-def _noise(size: tuple[int, int], rng: Rng) -> Image.Image:
+def noise_fill(size: tuple[int, int], rng: Rng) -> Image.Image:
     """Smooth blotches plus grain: a cheap stand-in for fabric, wood or a cluttered table."""
     width, height = size
     cell = _randint(rng, 4, 32)
@@ -146,7 +148,7 @@ def _noise(size: tuple[int, int], rng: Rng) -> Image.Image:
     return Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8), "RGB")
 
 
-def _shapes(size: tuple[int, int], rng: Rng) -> Image.Image:
+def shapes_fill(size: tuple[int, int], rng: Rng) -> Image.Image:
     """A plain card with a few blobs: looks like some other product photo in a grid."""
     card = Image.new("RGB", size, _colour(rng, 150, 255))
     draw = ImageDraw.Draw(card)
@@ -174,12 +176,12 @@ def _background(
     if kind == "plain":
         return Image.new("RGB", size, _colour(rng))
     if kind == "gradient":
-        return _gradient(size, rng)
+        return gradient_fill(size, rng)
     if kind == "noise":
-        return _noise(size, rng)
+        return noise_fill(size, rng)
     if kind == "photo":
         if not others:  # asked for a photo with an empty pool: still a backdrop, never an error
-            return _shapes(size, rng)
+            return shapes_fill(size, rng)
         return _fit_cover(_choice(rng, others), size)
     raise ValueError(f"unknown background {kind!r}; expected one of {BACKGROUNDS}")
 
@@ -189,7 +191,7 @@ def _filler(size: tuple[int, int], rng: Rng, others: Others) -> Image.Image:
     if others and rng.random() < 0.85:
         return _fit_cover(_choice(rng, others), size)
     if rng.random() < 0.5:
-        return _shapes(size, rng)
+        return shapes_fill(size, rng)
     return _background(size, rng)
 
 
@@ -249,7 +251,7 @@ def rotate(
     )
 
 
-def _perspective_coefficients(
+def perspective_coefficients(
     target: Sequence[tuple[float, float]], source: Sequence[tuple[float, float]]
 ) -> list[float] | None:
     """The 8 PIL PERSPECTIVE coefficients mapping output points ``target`` to input ``source``.
@@ -288,7 +290,7 @@ def perspective(
         (x + sx * dx * width, y + sy * dy * height)
         for (x, y), (sx, sy), (dx, dy) in zip(corners, inward, shifts, strict=True)
     ]
-    coefficients = _perspective_coefficients(target, corners)
+    coefficients = perspective_coefficients(target, corners)
     if coefficients is None:
         return image.copy()
     fill = _choice(rng, ((255, 255, 255), (0, 0, 0), _colour(rng)))
@@ -395,9 +397,9 @@ def downscale(
 def _overlay_text(rng: Rng) -> str:
     pick = _randint(rng, 0, 3)
     if pick == 0:
-        return _price(rng)
+        return price_label(rng)
     if pick == 1:
-        return f"SALE {_price(rng)}" if rng.random() < 0.5 else "SALE"
+        return f"SALE {price_label(rng)}" if rng.random() < 0.5 else "SALE"
     words = [_choice(rng, _OVERLAY_WORDS) for _ in range(_randint(rng, 1, 2))]
     return " ".join(words)
 
@@ -421,11 +423,11 @@ def text(
     draw = ImageDraw.Draw(layer)
     font_px = max(6, round(_uniform(rng, size) * min(width, height) + 2))
     words = _overlay_text(rng)
-    text_w, text_h = _text_size(_font(font_px), words)
+    text_w, text_h = text_size(load_font(font_px), words)
     if text_w > width:  # long phrases shrink to fit the width, as a sticker editor does
         font_px = max(6, font_px * width // text_w)
-    font = _font(font_px)
-    text_w, text_h = _text_size(font, words)
+    font = load_font(font_px)
+    text_w, text_h = text_size(font, words)
     # Anywhere, at most a sliver off the edge: sellers want the price read, not cropped.
     slack_x = slack_y = text_h // 5
     x = _randint(rng, -slack_x, max(-slack_x, width - text_w + slack_x))
@@ -458,10 +460,10 @@ def watermark(
     """A shop name tiled diagonally over the picture, semi-transparent (claimed as their own)."""
     base = _rgb(image).convert("RGBA")
     width, height = base.size
-    font = _font(max(6, round(_uniform(rng, size) * max(width, height))))
+    font = load_font(max(6, round(_uniform(rng, size) * max(width, height))))
     label = _shop_name(rng) if rng.random() < 0.7 else "SAMPLE"
     label = f"(c) {label}" if rng.random() < 0.3 else label
-    text_w, text_h = _text_size(font, label)
+    text_w, text_h = text_size(font, label)
     # Draw one tile and repeat it with numpy: far cheaper than drawing the text many times.
     tile = Image.new("LA", (text_w + text_w // 2 + 2, 3 * text_h + 2), (0, 0))
     alpha = _randint(rng, opacity[0], opacity[1])
@@ -507,7 +509,7 @@ def _draw_sticker(draw: ImageDraw.ImageDraw, box: Box, rng: Rng) -> None:
     elif kind == 2:  # price burst with a discount written on it
         draw.polygon(_star(box, 12, 0.8), fill=fill)
         label = f"-{_randint(rng, 1, 9)}0%"
-        font = _font(max(6, side // 4))
+        font = load_font(max(6, side // 4))
         draw.text(
             ((x0 + x1) / 2, (y0 + y1) / 2), label, font=font, fill=(255, 255, 255), anchor="mm"
         )
@@ -515,7 +517,7 @@ def _draw_sticker(draw: ImageDraw.ImageDraw, box: Box, rng: Rng) -> None:
         label = str(_choice(rng, ("NEW", "HOT", "TOP", "OK")))
         band = (x0, y0 + side // 4, x1, y1 - side // 4)
         draw.rounded_rectangle(band, radius=max(1, side // 8), fill=fill)
-        font = _font(max(6, side // 4))
+        font = load_font(max(6, side // 4))
         draw.text(
             ((x0 + x1) / 2, (y0 + y1) / 2), label, font=font, fill=(255, 255, 255), anchor="mm"
         )
@@ -578,7 +580,7 @@ def _ui_theme(rng: Rng, p_dark: float) -> dict[str, Colour]:
 
 
 def _status_bar(draw: ImageDraw.ImageDraw, width: int, bar: int, ink: Colour, rng: Rng) -> None:
-    font = _font(max(6, bar * 2 // 3))
+    font = load_font(max(6, bar * 2 // 3))
     clock = f"{_randint(rng, 1, 12)}:{_randint(rng, 0, 59):02d}"
     draw.text((bar // 2, bar // 2), clock, font=font, fill=ink, anchor="lm")
     # Signal bars and a battery on the right, like every phone screenshot has.
@@ -605,7 +607,7 @@ def _header(draw: ImageDraw.ImageDraw, box: Box, colour_: Colour, ink: Colour, r
     )
     title = str(_choice(rng, _UI_WORDS))
     draw.text(
-        ((x0 + x1) // 2, mid), title, font=_font(max(6, unit * 3 // 2)), fill=ink, anchor="mm"
+        ((x0 + x1) // 2, mid), title, font=load_font(max(6, unit * 3 // 2)), fill=ink, anchor="mm"
     )
     for k in range(_randint(rng, 1, 2)):  # share / cart icons
         cx, r = x1 - unit * (2 + 3 * k), max(1, unit * 2 // 3)
@@ -626,10 +628,10 @@ def _listing_details(
         draw.ellipse((cx - unit // 4, y - unit // 4, cx + unit // 4, y + unit // 4), fill=fill)
     y += unit
     price_colour = _choice(rng, ((220, 30, 30), (255, 80, 0), theme["ink"]))
-    draw.text((x0 + unit, y), _price(rng), font=_font(unit * 2), fill=price_colour)
+    draw.text((x0 + unit, y), price_label(rng), font=load_font(unit * 2), fill=price_colour)
     y += unit * 3
     name = " ".join(_choice(rng, _OVERLAY_WORDS).title() for _ in range(3))
-    draw.text((x0 + unit, y), name, font=_font(max(6, unit)), fill=theme["ink"])
+    draw.text((x0 + unit, y), name, font=load_font(max(6, unit)), fill=theme["ink"])
     y += unit * 2
     buttons_top = y1 - unit * 3
     while y + unit < buttons_top - unit:  # skeleton text lines for the description
@@ -653,7 +655,7 @@ def _buttons(draw: ImageDraw.ImageDraw, box: Box, unit: int, rng: Rng) -> None:
     for (left, right), label, fill in zip(spans, labels, fills, strict=True):
         draw.rounded_rectangle((left, y0 + unit // 2, right, y1 - unit // 2), unit, fill=fill)
         centre = ((left + right) // 2, (y0 + y1) // 2)
-        draw.text(centre, label, font=_font(max(6, unit)), fill=(255, 255, 255), anchor="mm")
+        draw.text(centre, label, font=load_font(max(6, unit)), fill=(255, 255, 255), anchor="mm")
 
 
 def screenshot(
@@ -965,3 +967,14 @@ class ListingAugment:
         if self.config.resize_mode == "pad":
             return ImageOps.pad(image, (side, side), Image.Resampling.BILINEAR, color=(0, 0, 0))
         return image.resize((side, side), Image.Resampling.BILINEAR)
+
+
+# Old private names of the helpers above, kept as aliases since logo composites
+# (lookalike.data.composites) made them public; behaviour is unchanged.
+_font = load_font
+_text_size = text_size
+_price = price_label
+_gradient = gradient_fill
+_noise = noise_fill
+_shapes = shapes_fill
+_perspective_coefficients = perspective_coefficients

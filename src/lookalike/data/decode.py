@@ -181,15 +181,35 @@ def _pil_errors(source: str) -> Iterator[None]:
             raise ImageDecodeError(source, reason) from exc
 
 
+FULL_SIZE_KEY = "lookalike_full_size"
+
+
+def full_size(image: Image.Image) -> tuple[int, int]:
+    """(width, height) of the photo ``image`` was decoded from: larger than ``image.size``
+    when :func:`decode_image` decoded a JPEG at reduced scale (``draft_size``)."""
+    recorded = image.info.get(FULL_SIZE_KEY)
+    # PIL copies .info into crops and resizes: trust it only for the image as decoded
+    if recorded and tuple(recorded[2:]) == image.size:
+        return (int(recorded[0]), int(recorded[1]))
+    return image.size
+
+
 def _decode_bytes(data: bytes, source: str, max_pixels: int, draft_size: int | None) -> Image.Image:
     with _pil_errors(source), Image.open(io.BytesIO(data), formats=_allowed_formats()) as image:
         # Only the header has been read so far: refuse bombs before allocating pixels.
         _check_pixel_count(source, image.size, max_pixels)
+        full_size = image.size
         if draft_size is not None and image.format in _JPEG_FORMATS:
             image.draft("RGB", (draft_size, draft_size))
         # A freshly opened animation sits on its first frame: loading decodes just that.
         image.load()
-        return _to_rgb(_apply_exif_orientation(image))
+        drafted = image.size
+        upright = _to_rgb(_apply_exif_orientation(image))
+        if upright.size != drafted:  # EXIF turned it a quarter turn
+            full_size = (full_size[1], full_size[0])
+        # The photo's real size, for coordinates (a JPEG draft decodes at 1/2, 1/4 or 1/8).
+        upright.info[FULL_SIZE_KEY] = (*full_size, *upright.size)
+        return upright
 
 
 def _normalise_pil(image: Image.Image, max_pixels: int) -> Image.Image:

@@ -18,8 +18,10 @@ from pathlib import Path, PurePath
 __all__ = [
     "ENTRY_KINDS",
     "IMAGE_EXTENSIONS",
+    "LOGO_ONLY_EXTENSIONS",
     "CatalogEntry",
     "ManifestError",
+    "is_vector_logo",
     "iter_image_files",
     "load_catalog",
     "read_manifest",
@@ -27,6 +29,8 @@ __all__ = [
 ]
 
 IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".webp", ".gif", ".bmp"})
+# Vector logos: indexed for logo search only (rendered), never decoded as photos.
+LOGO_ONLY_EXTENSIONS = (".svg",)
 ENTRY_KINDS = ("product", "logo")
 
 _MANIFEST_SUFFIXES = frozenset({".csv", ".jsonl", ".ndjson"})
@@ -62,6 +66,11 @@ class ManifestError(ValueError):
         if self.line is not None:
             where += f", line {self.line}"
         return f"{where}: {self.reason}"
+
+
+def is_vector_logo(entry: CatalogEntry) -> bool:
+    """An SVG logo: rendered for logo search, never decoded as a photo."""
+    return entry.image.suffix.lower() in LOGO_ONLY_EXTENSIONS
 
 
 def iter_image_files(paths: Iterable[str | Path], *, also: Iterable[str] = ()) -> Iterator[Path]:
@@ -108,7 +117,7 @@ def scan_catalog_folder(folder: Path) -> list[CatalogEntry]:
     _require_exists(folder)
     if not folder.is_dir():
         raise NotADirectoryError(errno.ENOTDIR, "catalogue folder is not a directory", str(folder))
-    files = list(iter_image_files([folder]))
+    files = list(iter_image_files([folder], also=LOGO_ONLY_EXTENSIONS))
     relatives = [file.relative_to(folder) for file in files]
     return [
         CatalogEntry(image=file, item_id=item_id, brand=_brand(rel), kind=_kind(rel))
@@ -177,6 +186,7 @@ def _brand(relative: PurePath) -> str | None:
 
 def _kind(relative: PurePath) -> str:
     is_logo = any(name.lower() in _LOGO_FOLDER_NAMES for name in _folders(relative))
+    is_logo = is_logo or relative.suffix.lower() in LOGO_ONLY_EXTENSIONS
     return "logo" if is_logo else "product"
 
 

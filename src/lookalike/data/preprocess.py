@@ -11,7 +11,8 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image
 
-from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, decode_image
+from ..logos.windows import WindowGrid, Windows, cut_windows
+from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, decode_image, full_size
 from .sources import ImageInput
 
 __all__ = ["PreparedImage", "Preprocessor", "model_input", "shrink"]
@@ -39,23 +40,29 @@ def shrink(image: Image.Image, max_side: int) -> Image.Image:
 
 @dataclass(frozen=True)
 class PreparedImage:
-    """A decoded listing photo ready for checking: model input (uint8, (3, S, S)) and, when
-    local verification is on, a small copy of the photo for keypoints."""
+    """A decoded listing photo ready for checking: model input (uint8, (3, S, S)); when
+    local verification or logo search is on, a small copy of the photo for keypoints; when
+    logo search is on, its grey windows (cut here, in the decoding worker)."""
 
     pixels: np.ndarray
     image: Image.Image | None = None
+    windows: Windows | None = None
+    source_size: tuple[int, int] | None = None  # (width, height) of the photo at full size
 
 
 @dataclass(frozen=True)
 class Preprocessor:
     """Decode (safely) and prepare one photo. Picklable, so worker processes can run it.
 
-    ``keep_side``: also keep the photo scaled to this longest side (for local verification).
+    ``keep_side``: also keep the photo scaled to this longest side (for local verification);
+    ``logo_grid`` / ``logo_input_size``: also cut the windows logo search embeds.
     """
 
     input_size: int
     keep_side: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    logo_grid: WindowGrid | None = None
+    logo_input_size: int = 48
 
     def __call__(self, source: ImageSource | ImageInput) -> PreparedImage:
         """Raises ImageDecodeError (naming the input) when it cannot be decoded."""
@@ -72,4 +79,8 @@ class Preprocessor:
         draft = max(self.input_size, self.keep_side or 0)
         image = decode_image(source, max_pixels=self.max_pixels, draft_size=draft)
         kept = shrink(image, self.keep_side) if self.keep_side else None
-        return PreparedImage(model_input(image, self.input_size), kept)
+        windows = None
+        if self.logo_grid is not None:
+            windows = cut_windows(kept or image, self.logo_grid, self.logo_input_size)
+        size = full_size(image)
+        return PreparedImage(model_input(image, self.input_size), kept, windows, size)

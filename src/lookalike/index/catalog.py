@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS items (
 CREATE INDEX IF NOT EXISTS items_brand ON items (brand);
 CREATE TABLE IF NOT EXISTS tombstones (vid INTEGER PRIMARY KEY);
 CREATE TABLE IF NOT EXISTS settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS attachments (item_id TEXT PRIMARY KEY, data BLOB NOT NULL);
 """
 _RECORD_COLUMNS = "item_id, sha256, brand, kind, sku, source, added_at"
 
@@ -101,6 +102,13 @@ class CatalogIndex:
             row = self._db.execute("SELECT item_id FROM items WHERE sha256 = ?", (sha256,))
             found = row.fetchone()
         return found[0] if found else None
+
+    def attachment(self, item_id: str) -> bytes | None:
+        """The bytes stored with an item (e.g. a logo's clean rendering), if any."""
+        with self._lock:
+            row = self._db.execute("SELECT data FROM attachments WHERE item_id = ?", (item_id,))
+            found = row.fetchone()
+        return bytes(found[0]) if found else None
 
     def records(
         self,
@@ -162,15 +170,23 @@ class CatalogIndex:
 
     # -- changes -------------------------------------------------------------------------
 
-    def add(self, embeddings: Embeddings, items: Sequence[CatalogItem]) -> AddReport:
+    def add(
+        self,
+        embeddings: Embeddings,
+        items: Sequence[CatalogItem],
+        attachments: Sequence[bytes] | None = None,
+    ) -> AddReport:
         """Store ``items`` with their vectors; an identical file (same sha256) is stored once.
 
-        A new item id that already exists with other content raises DuplicateItemError and
-        nothing is added.
+        ``attachments``: bytes to keep with each item, saved in the same snapshot (so they
+        can never disagree with the vectors). A new item id that already exists with other
+        content raises DuplicateItemError and nothing is added.
         """
         self._check_model(embeddings.model)
         if len(embeddings) != len(items):
             raise ValueError(f"{len(embeddings)} vectors for {len(items)} items")
+        if attachments is not None and len(attachments) != len(items):
+            raise ValueError(f"{len(attachments)} attachments for {len(items)} items")
         report = AddReport(added=[], duplicates=[])
         with self._lock:
             keep: list[int] = []
@@ -203,6 +219,11 @@ class CatalogIndex:
             with self._db:
                 self._db.executemany(f"INSERT INTO items VALUES (?, ?, {', '.join('?' * 6)})", rows)
                 self._set_setting("next_vid", str(first_vid + len(keep)))
+                if attachments is not None:
+                    self._db.executemany(
+                        "INSERT INTO attachments VALUES (?, ?)",
+                        [(items[r].item_id, attachments[r]) for r in keep],
+                    )
             self._faiss.add_with_ids(vectors, vids)
             report.added.extend(items[r].item_id for r in keep)
         return report
@@ -227,6 +248,9 @@ class CatalogIndex:
                 tombstoned = vids.tolist()
             with self._db:
                 self._db.executemany("DELETE FROM items WHERE vid = ?", [(int(v),) for v in vids])
+                self._db.executemany(
+                    "DELETE FROM attachments WHERE item_id = ?", [(i,) for _, i in found]
+                )
                 self._db.executemany(
                     "INSERT OR IGNORE INTO tombstones VALUES (?)", [(v,) for v in tombstoned]
                 )
@@ -254,6 +278,7 @@ class CatalogIndex:
         )
         self._faiss = faiss.deserialize_index(state["faiss"])
         self._db.deserialize(state["sqlite"])
+        self._db.executescript(_SCHEMA)  # tables added since the state was made
 
     def save(self, directory: str | os.PathLike[str]) -> Path:
         """Write a new snapshot, then switch ``CURRENT`` to it atomically."""
@@ -293,6 +318,7 @@ class CatalogIndex:
             source.backup(index._db)
         finally:
             source.close()
+        index._db.executescript(_SCHEMA)  # snapshots written before a table was added
         return index
 
     def _write_snapshot(self, folder: Path) -> None:

@@ -123,8 +123,10 @@ class CheckResponse(BaseModel):
     model_config = _examples(VERDICT_EXAMPLE)
 
     verdict_id: str = Field(description="Names this verdict's evidence image for a while.")
-    label: Literal["copy", "review", "clear"] = Field(
-        description="score >= copy threshold: copy; >= review threshold: review; else clear."
+    label: Literal["copy", "logo", "review", "clear"] = Field(
+        description="score >= copy threshold: copy; >= review threshold: review; else clear. "
+        "`logo` (a catalogue logo seen in the photo) comes from logo search, which the batch "
+        "paths (`lookalike check`/`score`) run; this API does not run it yet."
     )
     score: float = Field(description="The best match's similarity (0 with an empty catalogue).")
     expected_precision: float | None = Field(

@@ -1,0 +1,301 @@
+"""LogoMatcher: which catalogue logos a listing photo shows, where, and how sure we are.
+
+1. The photo is cut into windows on a multi-scale grid (:mod:`.windows`), each embedded by
+   the logo network; FAISS finds the nearest catalogue logos of every window.
+2. Per logo, its best window is kept; the best-scoring logos are verified geometrically:
+   SIFT keypoints of the area around the window against the clean logo (both polarities, so
+   a light-on-dark print matches a dark-on-light file), ratio test, RANSAC homography.
+3. A verified logo gets the homography's outline as its region and its inlier count raises
+   its score; an unverified one keeps its window as region and its descriptor score.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image, ImageOps
+
+from ..embeddings import Embeddings
+from ..index import CatalogRecord
+from ..verify import LocalFeatures, Verification, match_and_verify, sift_features
+from .catalog import LogoCatalog, embed_windows
+from .windows import WindowGrid, Windows, cut_windows, grey
+
+Point = tuple[float, float]
+REFERENCE_MIN_SHORT_SIDE = 128
+REFERENCE_MARGIN = 16
+
+
+REFERENCE_FEATURES = 300
+
+
+def _rescaled(features: LocalFeatures, factor: float, margin: int) -> LocalFeatures:
+    """Keypoints found on an enlarged, framed rendering, in the rendering's own pixels."""
+    points = (features.keypoints - margin) / max(factor, 1.0)
+    # SIFT values are integers in 0..255 stored as float: kept as uint8, a quarter the memory
+    compact = np.clip(np.rint(features.descriptors), 0, 255).astype(np.uint8)
+    return LocalFeatures(points.astype(np.float32), compact, features.image_size)
+
+
+def _as_float(features: LocalFeatures) -> LocalFeatures:
+    """uint8 SIFT back to float32, so that matching uses L2 (uint8 would mean Hamming)."""
+    return LocalFeatures(
+        features.keypoints, features.descriptors.astype(np.float32), features.image_size
+    )
+
+
+@dataclass(frozen=True)
+class LogoMatchConfig:
+    """``window_k``: logos kept per window; ``candidates``: logos verified per photo;
+    ``min_score``: descriptor similarity below which a logo is not reported at all;
+    ``context``: the verified area is the best window grown by this factor;
+    ``region_side``: ... resized to this longest side for keypoints; ``min_inliers``: fewer
+    RANSAC inliers count as no verification; ``inlier_weight``: score added per inlier."""
+
+    grid: WindowGrid = field(default_factory=WindowGrid)
+    window_k: int = 3
+    candidates: int = 6
+    min_score: float = 0.35
+    verify: bool = True
+    context: float = 1.5
+    region_side: int = 320
+    min_inliers: int = 8
+    inlier_weight: float = 0.02
+    max_inlier_bonus: int = 40
+    top_k: int = 5
+
+    def __post_init__(self) -> None:
+        if self.window_k < 1 or self.candidates < 1 or self.top_k < 1:
+            raise ValueError("window_k, candidates and top_k must be >= 1")
+        if self.context < 1.0:
+            raise ValueError(f"context must be >= 1, got {self.context}")
+
+
+@dataclass(frozen=True)
+class LogoMatch:
+    """A catalogue logo seen in a listing photo.
+
+    ``region``: the logo's outline in photo pixels (TL, TR, BR, BL), from the homography when
+    ``inliers`` > 0, else the window it was found in; ``point_pairs``: the inlier keypoints as
+    (photo xy, xy in the logo's rendering), for evidence images.
+    """
+
+    record: CatalogRecord
+    score: float
+    descriptor_score: float
+    inliers: int
+    region: tuple[Point, Point, Point, Point]
+    point_pairs: tuple[tuple[Point, Point], ...] = ()
+
+    @property
+    def verified(self) -> bool:
+        return self.inliers > 0
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    record: CatalogRecord
+    score: float
+    box: npt.NDArray[np.float32]  # x0, y0, x1, y1 of its best window
+
+
+def _box_corners(
+    box: Sequence[float] | npt.NDArray[np.float32],
+) -> tuple[Point, Point, Point, Point]:
+    x0, y0, x1, y1 = (float(v) for v in box)
+    return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+
+def _convex(quad: npt.NDArray[np.float64]) -> bool:
+    edges = np.roll(quad, -1, axis=0) - quad
+    following = np.roll(edges, -1, axis=0)
+    cross = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
+    return bool(np.all(cross > 0) or np.all(cross < 0))
+
+
+def _polygon_area(quad: npt.NDArray[np.float64]) -> float:
+    x, y = quad[:, 0], quad[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+class LogoMatcher:
+    """Finds catalogue logos in photos. Thread-compatible: one instance per thread, or
+    guard it (its keypoint cache is a plain dict)."""
+
+    def __init__(self, catalog: LogoCatalog, config: LogoMatchConfig | None = None) -> None:
+        self.catalog = catalog
+        self.config = config or LogoMatchConfig()
+        # keyed by (item id, file sha256): a logo replaced under the same id is described anew
+        self._reference_features: dict[tuple[str, str], tuple[LocalFeatures, LocalFeatures]] = {}
+
+    def windows(self, image: Image.Image) -> Windows:
+        """The photo's windows: cheap, torch-free, so decoding workers can cut them."""
+        return cut_windows(image, self.config.grid, self.catalog.model.config.input_size)
+
+    def match(self, image: Image.Image) -> list[LogoMatch]:
+        return self.match_many([image])[0]
+
+    def match_many(
+        self, images: Sequence[Image.Image], windows: Sequence[Windows] | None = None
+    ) -> list[list[LogoMatch]]:
+        """Logos found in each photo, best first (empty with an empty logo catalogue)."""
+        if not images:
+            return []
+        if len(self.catalog) == 0:
+            return [[] for _ in images]
+        cut = list(windows) if windows is not None else [self.windows(im) for im in images]
+        pixels = np.concatenate([w.pixels for w in cut])
+        vectors = embed_windows(self.catalog.model, pixels)
+        hits = self.catalog.index.search(
+            Embeddings(vectors, self.catalog.model.fingerprint), self.config.window_k
+        )
+        results, start = [], 0
+        for image, photo_windows in zip(images, cut, strict=True):
+            rows = hits[start : start + len(photo_windows)]
+            start += len(photo_windows)
+            candidates = self._candidates(rows, photo_windows.boxes)
+            results.append(self._finish(image, candidates))
+        return results
+
+    def _candidates(self, rows: list[list], boxes: npt.NDArray[np.float32]) -> list[_Candidate]:
+        best: dict[str, _Candidate] = {}
+        for row, box in zip(rows, boxes, strict=True):
+            for hit in row:
+                if hit.score < self.config.min_score:
+                    break
+                kept = best.get(hit.record.item_id)
+                if kept is None or hit.score > kept.score:
+                    best[hit.record.item_id] = _Candidate(hit.record, hit.score, box)
+        ranked = sorted(best.values(), key=lambda c: -c.score)
+        return ranked[: max(self.config.candidates, self.config.top_k)]
+
+    def warm_up(self, *, progress: bool = False) -> None:
+        """Compute every catalogue logo's keypoints now rather than on first use (a batch
+        job's steady state; about 20 ms per logo, ~40 KB each in memory)."""
+        from tqdm.auto import tqdm
+
+        for record in tqdm(
+            self.catalog.index.records(), desc="logo keypoints", disable=not progress
+        ):
+            self._features_of(record, self.catalog.rendering(record))
+
+    def _finish(self, image: Image.Image, candidates: list[_Candidate]) -> list[LogoMatch]:
+        matches = []
+        crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]] = {}
+        for rank, candidate in enumerate(candidates):
+            if self.config.verify and rank < self.config.candidates:
+                matches.append(self._verified(image, candidate, crops))
+            else:
+                matches.append(self._unverified(candidate))
+        matches.sort(key=lambda m: -m.score)
+        return matches[: self.config.top_k]
+
+    def _unverified(self, candidate: _Candidate) -> LogoMatch:
+        return LogoMatch(
+            candidate.record,
+            round(candidate.score, 6),
+            round(candidate.score, 6),
+            0,
+            _box_corners(candidate.box),
+        )
+
+    def _verified(
+        self,
+        image: Image.Image,
+        candidate: _Candidate,
+        crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]],
+    ) -> LogoMatch:
+        key = tuple(float(v) for v in candidate.box)
+        if key not in crops:  # candidates often share their best window: describe it once
+            crop, origin, scale = self._context_crop(image, candidate.box)
+            crops[key] = (sift_features(crop), origin, scale)
+        query, origin, scale = crops[key]
+        reference = self.catalog.rendering(candidate.record)
+        best = Verification.none()
+        for features in self._features_of(candidate.record, reference):
+            found = match_and_verify(query, _as_float(features), ratio=0.8, ransac_px=4.0)
+            if found.inliers > best.inliers:
+                best = found
+        if best.inliers < self.config.min_inliers or best.homography is None:
+            return self._unverified(candidate)
+        outline = self._outline(best.homography, reference.size)
+        if outline is None:
+            return self._unverified(candidate)
+        to_photo = lambda xy: (float(origin[0] + xy[0] / scale), float(origin[1] + xy[1] / scale))  # noqa: E731
+        region = tuple(to_photo(xy) for xy in outline)
+        pairs = tuple(
+            (to_photo(q), (float(r[0]), float(r[1])))
+            for q, r in zip(best.query_points, best.reference_points, strict=True)
+        )
+        bonus = self.config.inlier_weight * min(best.inliers, self.config.max_inlier_bonus)
+        return LogoMatch(
+            candidate.record,
+            round(candidate.score + bonus, 6),
+            round(candidate.score, 6),
+            best.inliers,
+            (region[0], region[1], region[2], region[3]),
+            pairs,
+        )
+
+    def _context_crop(
+        self, image: Image.Image, box: npt.NDArray[np.float32]
+    ) -> tuple[Image.Image, tuple[float, float], float]:
+        """The area around a window, resized for keypoints; returns (crop, its top-left in
+        the photo, crop pixels per photo pixel)."""
+        x0, y0, x1, y1 = (float(v) for v in box)
+        cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+        half = max(x1 - x0, y1 - y0) * self.config.context / 2
+        left, top = max(0.0, cx - half), max(0.0, cy - half)
+        right, bottom = min(float(image.width), cx + half), min(float(image.height), cy + half)
+        region = image.crop((round(left), round(top), round(right), round(bottom)))
+        scale = self.config.region_side / max(1, max(region.size))
+        size = (max(1, round(region.width * scale)), max(1, round(region.height * scale)))
+        crop = grey(region).resize(size, Image.Resampling.BILINEAR)
+        # rounding of the crop box: recompute the exact scale and origin actually used
+        return crop, (float(round(left)), float(round(top))), size[0] / max(1, region.width)
+
+    def _features_of(
+        self, record: CatalogRecord, rendering: Image.Image
+    ) -> tuple[LocalFeatures, LocalFeatures]:
+        key = (record.item_id, record.sha256)
+        cached = self._reference_features.get(key)
+        if cached is None:
+            flat = grey(rendering)
+            # A wide wordmark rendered 256 px long is only ~40 px high: too few keypoints.
+            # Enlarge so the short side has detail, then bring the points back.
+            factor = min(REFERENCE_MIN_SHORT_SIDE / max(1, min(flat.size)), 3.0)
+            if factor > 1.0:
+                size = (round(flat.width * factor), round(flat.height * factor))
+                flat = flat.resize(size, Image.Resampling.BICUBIC)
+            # a white margin: SIFT finds no keypoints within a few pixels of the border
+            framed = ImageOps.expand(flat, border=REFERENCE_MARGIN, fill=255)
+            normal, inverted = (
+                _rescaled(sift_features(view, REFERENCE_FEATURES), factor, REFERENCE_MARGIN)
+                for view in (framed, ImageOps.invert(framed))
+            )
+            cached = (normal, inverted)
+            self._reference_features[key] = cached
+        return cached
+
+    @staticmethod
+    def _outline(
+        homography: npt.NDArray[np.float64], size: tuple[int, int]
+    ) -> npt.NDArray[np.float64] | None:
+        """The rendering's corners mapped into the crop (homography maps crop -> rendering),
+        or None when the mapped shape is not a plausible view of the logo."""
+        try:
+            inverse = np.linalg.inv(homography)
+        except np.linalg.LinAlgError:
+            return None
+        w, h = size
+        corners = np.array([[0, 0, 1], [w, 0, 1], [w, h, 1], [0, h, 1]], np.float64).T
+        mapped = inverse @ corners
+        if np.any(mapped[2] <= 1e-9):
+            return None
+        quad = (mapped[:2] / mapped[2]).T
+        if not _convex(quad) or _polygon_area(quad) < 64.0:
+            return None
+        return quad

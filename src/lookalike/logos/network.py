@@ -1,0 +1,167 @@
+"""The logo region network: a small grey-level window -> a unit-norm descriptor.
+
+Logos in listing photos are small, recoloured, inverted (light on dark), blurred and seen in
+perspective, and a photo is searched as a few hundred windows, so the network is tiny (about
+6 M multiply-adds per 48 px window) and sees only grey levels, each window standardised to zero
+mean and unit contrast. A clean catalogue logo and a window around the same logo in a photo
+map to nearby descriptors; training (``lookalike.training.logo_train``) makes that so.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..embeddings import ModelFingerprint
+from ..model.checkpoint import CheckpointError, atomic_torch_save, state_dict_sha256
+from ..model.network import GeM
+
+LOGO_CHECKPOINT_FORMAT = "lookalike.logo-checkpoint"
+LOGO_CHECKPOINT_VERSION = 1
+# A flat window (blank wall, sky) must not have its sensor noise blown up to full contrast.
+MIN_CONTRAST = 0.08
+
+
+@dataclass(frozen=True)
+class LogoNetConfig:
+    """``input_size``: window side in pixels; ``widths``: channels of the four stages."""
+
+    input_size: int = 48
+    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    dim: int = 128
+    gem_p: float = 3.0
+
+    def __post_init__(self) -> None:
+        if self.input_size < 16 or self.input_size % 16:
+            raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
+        if len(self.widths) != 4 or min(self.widths) < 1 or self.dim < 1:
+            raise ValueError(f"bad widths {self.widths} or dim {self.dim}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> LogoNetConfig:
+        widths = tuple(int(w) for w in data["widths"])
+        if len(widths) != 4:
+            raise ValueError(f"expected 4 stage widths, got {widths}")
+        return cls(
+            input_size=int(data["input_size"]),
+            widths=(widths[0], widths[1], widths[2], widths[3]),
+            dim=int(data["dim"]),
+            gem_p=float(data["gem_p"]),
+        )
+
+
+def _conv(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(inputs, outputs, 3, stride=stride, padding=1, bias=False),
+        nn.BatchNorm2d(outputs),
+        nn.ReLU(inplace=True),
+    )
+
+
+def standardise(windows: torch.Tensor) -> torch.Tensor:
+    """uint8 or float (N, 1, S, S) grey windows -> float, per window zero mean, unit contrast.
+
+    The same logo printed dark on light or light on dark differs by sign after this, which
+    training teaches the network to ignore; brightness and contrast changes vanish here.
+    """
+    x = windows.float()
+    if windows.dtype == torch.uint8:
+        x = x / 255.0
+    mean = x.mean(dim=(-2, -1), keepdim=True)
+    std = x.std(dim=(-2, -1), keepdim=True).clamp(min=MIN_CONTRAST)
+    return (x - mean) / std
+
+
+class LogoNet(nn.Module):
+    """(N, 1, S, S) grey windows (uint8 or float in [0, 1]) -> (N, dim) unit vectors."""
+
+    def __init__(self, config: LogoNetConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or LogoNetConfig()
+        w = self.config.widths
+        self.features = nn.Sequential(
+            _conv(1, w[0], stride=2),
+            _conv(w[0], w[0]),
+            _conv(w[0], w[1], stride=2),
+            _conv(w[1], w[1]),
+            _conv(w[1], w[2], stride=2),
+            _conv(w[2], w[2]),
+            _conv(w[2], w[3], stride=2),
+            _conv(w[3], w[3]),
+        )
+        self.pool = GeM(self.config.gem_p)
+        self.projection = nn.Linear(w[3], self.config.dim)
+
+    def forward(self, windows: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(self.features(standardise(windows)).float())
+        return F.normalize(self.projection(pooled), dim=-1)
+
+
+@dataclass
+class LogoModel:
+    """A trained LogoNet with its provenance (``metadata``: recipe, metrics, calibration)."""
+
+    network: LogoNet
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def config(self) -> LogoNetConfig:
+        return self.network.config
+
+    @property
+    def fingerprint(self) -> ModelFingerprint:
+        """What an index of this model's vectors records, so it accepts no other model's."""
+        weights = state_dict_sha256(self.network.state_dict())
+        return ModelFingerprint("lookalike-logo", weights, self.config.dim)
+
+
+def save_logo_model(
+    path: str | os.PathLike[str], network: LogoNet, metadata: dict[str, Any] | None = None
+) -> Path:
+    """Write atomically; weights stored as fp16 (the network is small either way)."""
+    state = {
+        key: (value.half() if value.is_floating_point() else value).detach().cpu()
+        for key, value in network.state_dict().items()
+    }
+    payload = {
+        "format": LOGO_CHECKPOINT_FORMAT,
+        "version": LOGO_CHECKPOINT_VERSION,
+        "config": network.config.to_dict(),
+        "state_dict": state,
+        "metadata": metadata or {},
+    }
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    atomic_torch_save(payload, target)
+    return target
+
+
+def load_logo_model(path: str | os.PathLike[str]) -> LogoModel:
+    """Load a checkpoint written by :func:`save_logo_model` (in eval mode, on the CPU)."""
+    try:
+        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
+        raise CheckpointError(f"{path}: not a lookalike logo checkpoint ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != LOGO_CHECKPOINT_FORMAT:
+        raise CheckpointError(f"{path}: not a lookalike logo checkpoint")
+    if payload.get("version") != LOGO_CHECKPOINT_VERSION:
+        raise CheckpointError(f"{path}: unsupported logo checkpoint version {payload['version']}")
+    network = LogoNet(LogoNetConfig.from_dict(payload["config"]))
+    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    try:
+        network.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{path}: weights do not fit the logo network ({exc})") from exc
+    network.eval()
+    return LogoModel(network, dict(payload["metadata"]))

@@ -1,0 +1,139 @@
+"""Where a logo may be in a listing photo: square windows on a multi-scale grid.
+
+A photo is converted to grey once, then for each window scale it is resized so that a window
+is exactly ``input_size`` pixels, and the windows are cut from that resized copy (no per-window
+resampling). Scales are spaced by about sqrt(2) and windows overlap by half, so any logo whose
+longest side is within the covered range fills 50-100% of some window, off-centre by at most a
+quarter window: the training samples (``logo_train``) are drawn from that same distribution.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import numpy.typing as npt
+from PIL import Image
+
+Boxes = npt.NDArray[np.float32]  # (n, 4): x0, y0, x1, y1 in photo pixels
+# Clean logos are drawn into a square canvas at this fraction of its side, like a logo that
+# fills about three quarters of the window it is found in.
+LOGO_FILL = 0.75
+MIN_WINDOW = 24  # pixels of the (shrunk) photo
+
+
+@dataclass(frozen=True)
+class WindowGrid:
+    """``scales``: window sides as fractions of the photo's shorter side; ``stride``: window
+    step as a fraction of the window side; ``max_side``: the photo is first shrunk to this
+    longest side (windows are then cut from at most this much detail); ``max_windows``:
+    smaller scales are dropped beyond this many windows (extreme panoramas)."""
+
+    scales: tuple[float, ...] = (0.17, 0.24, 0.34, 0.48, 0.68)
+    stride: float = 0.5
+    max_side: int = 640
+    max_windows: int = 1500
+
+    def __post_init__(self) -> None:
+        if not self.scales or min(self.scales) <= 0 or max(self.scales) > 1:
+            raise ValueError(f"window scales must be in (0, 1], got {self.scales}")
+        if not 0 < self.stride <= 1:
+            raise ValueError(f"stride must be in (0, 1], got {self.stride}")
+
+
+@dataclass(frozen=True)
+class Windows:
+    """``pixels``: uint8 (n, 1, S, S) grey windows; ``boxes``: where each is in the photo."""
+
+    pixels: npt.NDArray[np.uint8]
+    boxes: Boxes
+
+    def __len__(self) -> int:
+        return int(self.boxes.shape[0])
+
+
+def _positions(length: int, window: int, step: float) -> list[int]:
+    """Window starts covering ``[0, length)`` evenly, the last one flush with the end."""
+    if window >= length:
+        return [0]
+    count = int(np.ceil((length - window) / step)) + 1
+    return [round(i * (length - window) / (count - 1)) for i in range(count)]
+
+
+def grey(image: Image.Image) -> Image.Image:
+    """Grey levels of any image; transparent parts are flattened on white."""
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat.alpha_composite(rgba)
+        image = flat
+    return image.convert("L")
+
+
+def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
+    """Every window of ``grid`` over ``image``, resized to ``input_size`` pixels."""
+    original = grey(image)
+    photo = original
+    if max(photo.size) > grid.max_side:
+        scale = grid.max_side / max(photo.size)
+        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+        photo = photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    short = min(photo.size)
+    step = grid.stride * input_size
+    plan: list[tuple[int, int, list[int], list[int]]] = []  # level size, window positions
+    seen: set[int] = set()
+    for fraction in sorted(grid.scales):
+        # A banner's short side is tiny: never cut windows below MIN_WINDOW pixels (nor the
+        # same window size twice), or a 4000x40 photo would give tens of thousands of them.
+        window = max(float(MIN_WINDOW), fraction * short)
+        if round(window) in seen:
+            continue
+        seen.add(round(window))
+        factor = input_size / window  # resize so one window is input_size pixels
+        width = max(input_size, round(photo.width * factor))
+        height = max(input_size, round(photo.height * factor))
+        plan.append(
+            (
+                width,
+                height,
+                _positions(height, input_size, step),
+                _positions(width, input_size, step),
+            )
+        )
+    # beyond max_windows (extreme panoramas), drop the smallest windows first
+    while len(plan) > 1 and sum(len(ts) * len(ls) for _, _, ts, ls in plan) > grid.max_windows:
+        plan.pop(0)
+    pixels: list[npt.NDArray[np.uint8]] = []
+    boxes: list[tuple[float, float, float, float]] = []
+    for width, height, tops, lefts in plan:
+        level = np.asarray(
+            photo.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0), np.uint8
+        )
+        # per axis, from level pixels to the caller's: absorbs both resizes' rounding
+        to_x, to_y = original.width / width, original.height / height
+        for top in tops:
+            for left in lefts:
+                pixels.append(level[top : top + input_size, left : left + input_size])
+                boxes.append(
+                    (left * to_x, top * to_y, (left + input_size) * to_x, (top + input_size) * to_y)
+                )
+    stacked = np.stack(pixels)[:, None, :, :]
+    return Windows(np.ascontiguousarray(stacked), np.asarray(boxes, np.float32))
+
+
+def logo_canvas(logo: Image.Image, input_size: int, *, fill: float = LOGO_FILL) -> Image.Image:
+    """A clean logo (RGBA on transparent, or on a plain background) centred on a white square
+    canvas, its longest side ``fill`` of the canvas: what a window around it looks like."""
+    flat = grey(logo)
+    side = max(1, round(input_size * fill))
+    scale = side / max(flat.size)
+    size = (max(1, round(flat.width * scale)), max(1, round(flat.height * scale)))
+    flat = flat.resize(size, Image.Resampling.LANCZOS)
+    canvas = Image.new("L", (input_size, input_size), 255)
+    canvas.paste(flat, ((input_size - size[0]) // 2, (input_size - size[1]) // 2))
+    return canvas
+
+
+def logo_window(logo: Image.Image, input_size: int) -> npt.NDArray[np.uint8]:
+    """:func:`logo_canvas` as a uint8 (1, S, S) array, the reference side of the search."""
+    return np.asarray(logo_canvas(logo, input_size), np.uint8)[None, :, :].copy()

@@ -1,0 +1,146 @@
+"""Calibrating the logo model: its scores -> expected precision, and its thresholds.
+
+Composites are made like the benchmark's, but from the logos the training run held out for
+its own evaluation (never trained on, never in the benchmark) on training backgrounds, and
+searched in a catalogue of every shared logo. Each positive contributes the score of its
+right brand (or -inf when it was not found), each negative its best score; the calibration
+of :mod:`.calibration` turns these into expected precision at a prior, and the ``logo``
+(target precision 0.9) and ``review`` (0.5) thresholds. Both go into the model's metadata,
+where the Detector finds them.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ..data.decode import decode_image
+from ..data.logos import LogoSpec, normalise_brand, shared_logo_specs
+from ..data.manifest import CatalogEntry
+from ..logos.catalog import LogoCatalog, resolve_logo_model
+from ..logos.matcher import LogoMatcher
+from ..logos.network import load_logo_model, save_logo_model
+from .calibration import Calibration, calibrate, choose_thresholds
+from .logo_benchmark import LogoBenchmark, build_composite_set, training_backgrounds, training_logos
+from .logo_train import split_eval_logos
+
+CALIBRATION_SEED = 7
+
+
+@dataclass(frozen=True)
+class LogoCalibrationResult:
+    calibration: Calibration
+    thresholds: dict[str, float]
+    positives: int
+    negatives: int
+
+    def to_metadata(self) -> dict[str, Any]:
+        return {
+            "calibration": self.calibration.to_dict(),
+            "thresholds": {"copy": self.thresholds["copy"], "review": self.thresholds["review"]},
+            "calibrated_on": {
+                "positives": self.positives,
+                "negatives": self.negatives,
+                "what": "composites of logos held out of training on training backgrounds",
+            },
+        }
+
+
+def shared_logo_catalog(shared_data: Path, model_ref: str, work: Path) -> LogoCatalog:
+    """Every shared logo (simple_icons + car_logos) indexed with the model ``model_ref``;
+    cached in ``work`` per model (its weights' hash), so benchmark and calibration share it."""
+    model = resolve_logo_model(model_ref)
+    folder = Path(work) / f"catalogue-{model.fingerprint.weights_sha256[:12]}"
+    if (folder / "CURRENT").is_file():
+        return LogoCatalog.load(folder, model)
+    entries = [
+        CatalogEntry(spec.path, spec.item_id, spec.brand, "logo")
+        for spec in shared_logo_specs(shared_data)
+    ]
+    catalog = LogoCatalog(model, model_ref=model_ref)
+    catalog.add(entries, progress=True)
+    catalog.save(folder)
+    return catalog
+
+
+def calibration_logos(shared_data: Path, eval_logos: int = 200, seed: int = 0) -> list[LogoSpec]:
+    """The logos a default training run kept out for evaluation (same split as training)."""
+    from ..data.logos import LogoRenderError, render_logo
+
+    specs = training_logos(shared_data)
+    rendered = []
+    for spec in specs:  # training skipped logos that fail to render: so must this split
+        try:
+            render_logo(spec.path, 32)
+        except LogoRenderError:
+            continue
+        rendered.append(spec)
+    _, held = split_eval_logos(len(rendered), eval_logos, seed)
+    return [rendered[i] for i in held]
+
+
+def brand_scores(
+    predictions: Iterable[tuple[str, str, float]], bench: LogoBenchmark
+) -> tuple[list[float], list[float]]:
+    """(score of the right brand per positive, best score per negative); -inf if none."""
+    best: dict[str, float] = defaultdict(lambda: -math.inf)
+    right: dict[str, float] = defaultdict(lambda: -math.inf)
+    truth = {q.query_id: q for q in bench.queries}
+    for query_id, brand, score in predictions:
+        best[query_id] = max(best[query_id], score)
+        query = truth[query_id]
+        if query.brand and normalise_brand(query.brand) == normalise_brand(brand):
+            right[query_id] = max(right[query_id], score)
+    positives = [right[q.query_id] for q in bench.positives]
+    negatives = [best[q.query_id] for q in bench.negatives]
+    return positives, negatives
+
+
+def match_all(matcher: LogoMatcher, queries: Sequence[Any]) -> list[tuple[str, str, float]]:
+    predictions = []
+    for query in queries:
+        image = decode_image(query.image).convert("RGB")
+        for found in matcher.match(image):
+            predictions.append(
+                (query.query_id, found.record.brand or found.record.item_id, found.score)
+            )
+    return predictions
+
+
+def calibrate_logo_matcher(
+    matcher: LogoMatcher, bench: LogoBenchmark, *, logo_precision: float = 0.9
+) -> LogoCalibrationResult:
+    positives, negatives = brand_scores(match_all(matcher, bench.queries), bench)
+    calibration = calibrate(positives, negatives)
+    points = choose_thresholds(calibration, copy_precision=logo_precision, review_precision=0.5)
+    return LogoCalibrationResult(
+        calibration, {"copy": points.copy, "review": points.review}, len(positives), len(negatives)
+    )
+
+
+def calibrate_logo_model(
+    model_path: Path,
+    shared_data: Path,
+    out: Path,
+    work: Path,
+    *,
+    positives: int = 300,
+) -> LogoCalibrationResult:
+    """Calibrate the logo model at ``model_path`` (searching every shared logo with the
+    default matcher settings) and write it with its calibration to ``out``."""
+    matcher = LogoMatcher(shared_logo_catalog(shared_data, str(model_path), work))
+    bench = build_composite_set(
+        calibration_logos(shared_data),
+        training_backgrounds(shared_data),
+        work / "calibration-queries",
+        positives=positives,
+        seed=CALIBRATION_SEED,
+    )
+    result = calibrate_logo_matcher(matcher, bench)
+    model = load_logo_model(model_path)
+    save_logo_model(out, model.network, {**model.metadata, **result.to_metadata()})
+    return result

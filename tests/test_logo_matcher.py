@@ -1,0 +1,283 @@
+"""LogoMatcher: logos found in listing photos, verified by keypoints, with their region.
+
+The logo model here has random weights, so descriptor scores say nothing: every catalogue
+logo is verified (``verify_all``) and the windows are large enough that the verified area
+always holds the pasted logo. What is tested is the geometric check and the bookkeeping.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from logo_helpers import (
+    LOGO_NAMES,
+    WHOLE_PHOTO_GRID,
+    background,
+    build_catalog,
+    corner_error,
+    draw_logos,
+    logo_entries,
+    one_torch_thread,
+    paste_logo,
+    verify_all,
+    write_logo_model,
+)
+from lookalike.logos.catalog import LogoCatalog
+from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
+from lookalike.logos.network import load_logo_model
+from lookalike.logos.windows import WindowGrid
+
+MIN_INLIERS = 8
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_logo_model(tmp_path_factory.mktemp("model") / "logo.pt")
+
+
+@pytest.fixture(scope="module")
+def catalog(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> LogoCatalog:
+    return build_catalog(model_path, tmp_path_factory.mktemp("logos"))
+
+
+@pytest.fixture(scope="module")
+def matcher(catalog: LogoCatalog) -> LogoMatcher:
+    return LogoMatcher(catalog, verify_all())
+
+
+@pytest.fixture(scope="module")
+def logos() -> dict[str, Image.Image]:
+    return draw_logos()
+
+
+def by_id(matches: list[LogoMatch]) -> dict[str, LogoMatch]:
+    return {m.record.item_id: m for m in matches}
+
+
+def side_of(box: tuple[float, float, float, float]) -> float:
+    return max(box[2] - box[0], box[3] - box[1])
+
+
+def check_found(
+    matches: list[LogoMatch], name: str, box: tuple[float, float, float, float]
+) -> LogoMatch:
+    """``name`` first and verified, its region on ``box``, every other logo unverified."""
+    best = matches[0]
+    assert best.record.item_id == name, [m.record.item_id for m in matches]
+    assert best.verified and best.inliers >= MIN_INLIERS
+    assert corner_error(best.region, box) <= 0.1 * side_of(box)
+    for other in matches[1:]:
+        assert other.inliers == 0 and not other.verified, other.record.item_id
+    return best
+
+
+# -- finding the right logo ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain", "noise"])
+@pytest.mark.parametrize("name", LOGO_NAMES)
+def test_pasted_logo_is_found_verified_and_located(
+    matcher: LogoMatcher, logos: dict[str, Image.Image], name: str, kind: str
+) -> None:
+    photo, box = paste_logo(logos[name], kind=kind)
+    matches = matcher.match(photo)
+    assert sorted(m.record.item_id for m in matches) == sorted(LOGO_NAMES)
+    check_found(matches, name, box)
+
+
+@pytest.mark.parametrize("name", LOGO_NAMES)
+def test_light_logo_on_dark_is_still_verified(
+    matcher: LogoMatcher, logos: dict[str, Image.Image], name: str
+) -> None:
+    photo, box = paste_logo(logos[name], invert=True)
+    check_found(matcher.match(photo), name, box)
+
+
+def test_mildly_rotated_logo_is_verified_with_a_rotated_region(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    logo, angle = logos["shapes"], 8.0
+    side = 128
+    scale = side / max(logo.size)
+    shown = logo.resize((round(logo.width * scale), round(logo.height * scale)))
+    turned = shown.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True)
+    photo = background((320, 320))
+    x0, y0 = (320 - turned.width) // 2, (320 - turned.height) // 2
+    photo.paste(turned, (x0, y0), turned)
+    # where the unrotated logo's corners went: PIL turns counter-clockwise on screen
+    cx, cy = x0 + turned.width / 2, y0 + turned.height / 2
+    cos, sin = math.cos(math.radians(angle)), math.sin(math.radians(angle))
+    w, h = shown.size
+    expected = [
+        (cx + dx * cos + dy * sin, cy - dx * sin + dy * cos)
+        for dx, dy in ((-w / 2, -h / 2), (w / 2, -h / 2), (w / 2, h / 2), (-w / 2, h / 2))
+    ]
+    best = matcher.match(photo)[0]
+    assert best.record.item_id == "shapes" and best.inliers >= MIN_INLIERS
+    errors = np.linalg.norm(np.asarray(best.region) - np.asarray(expected), axis=1)
+    assert errors.max() <= 0.1 * side, errors
+
+
+def test_two_logos_in_one_photo_are_both_verified(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    photo, left = paste_logo(logos["badge"], (480, 320), fraction=0.4, centre=(130, 160))
+    wordmark = logos["wordmark"]
+    scale = 170 / max(wordmark.size)
+    shown = wordmark.resize((round(wordmark.width * scale), round(wordmark.height * scale)))
+    x0, y0 = 290, 160 - shown.height // 2
+    photo.paste(shown, (x0, y0), shown)
+    right = (float(x0), float(y0), float(x0 + shown.width), float(y0 + shown.height))
+    config = verify_all(grid=WindowGrid(scales=(1.0,)))  # every verified area: the whole photo
+    found = by_id(LogoMatcher(matcher.catalog, config).match(photo))
+    assert found["badge"].inliers >= MIN_INLIERS and found["wordmark"].inliers >= MIN_INLIERS
+    assert corner_error(found["badge"].region, left) <= 0.1 * side_of(left)
+    assert corner_error(found["wordmark"].region, right) <= 0.1 * side_of(right)
+    assert found["shapes"].inliers == 0
+
+
+# -- nothing to find -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["plain", "noise", "dark"])
+def test_photo_without_a_logo_has_no_verified_match(matcher: LogoMatcher, kind: str) -> None:
+    matches = matcher.match(background((320, 320), kind, seed=4))
+    assert all(m.inliers == 0 and not m.verified for m in matches)
+    assert all(m.point_pairs == () for m in matches)
+
+
+def test_empty_catalogue_finds_nothing(model_path: Path) -> None:
+    empty = LogoCatalog(load_logo_model(model_path), model_ref=str(model_path))
+    matcher = LogoMatcher(empty, verify_all())
+    photo, _ = paste_logo(draw_logos()["badge"])
+    assert matcher.match(photo) == []
+    assert matcher.match_many([photo, photo, background((50, 80))]) == [[], [], []]
+    assert matcher.match_many([]) == []
+
+
+def test_high_min_score_reports_nothing(
+    catalog: LogoCatalog, logos: dict[str, Image.Image]
+) -> None:
+    photo, _ = paste_logo(logos["badge"])
+    strict = LogoMatcher(catalog, LogoMatchConfig(grid=WHOLE_PHOTO_GRID, min_score=2.0))
+    assert strict.match(photo) == []
+
+
+# -- bookkeeping ---------------------------------------------------------------------------------
+
+
+def test_scores_regions_and_point_pairs(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    photo, box = paste_logo(logos["wordmark"])
+    matches = matcher.match(photo)
+    config = matcher.config
+    assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
+    for match in matches:
+        bonus = config.inlier_weight * min(match.inliers, config.max_inlier_bonus)
+        assert match.score == pytest.approx(match.descriptor_score + bonus, abs=1e-5)
+        assert len(match.region) == 4
+        assert len(match.point_pairs) == match.inliers
+    best = matches[0]
+    rendering = matcher.catalog.rendering(best.record)
+    x0, y0, x1, y1 = box
+    margin = 0.05 * side_of(box)
+    for (px, py), (rx, ry) in best.point_pairs:
+        assert x0 - margin <= px <= x1 + margin and y0 - margin <= py <= y1 + margin
+        assert -2 <= rx <= rendering.width + 2 and -2 <= ry <= rendering.height + 2
+    # unverified logos keep the square window they were found in, inside the photo
+    for other in matches[1:]:
+        (ax, ay), (bx, by), (cx, cy), (dx, dy) = other.region
+        assert (ay, bx, cy, dx) == (by, cx, dy, ax)  # axis-aligned: TL TR BR BL
+        assert bx - ax == pytest.approx(cy - by, rel=1e-4)  # square
+        assert ax >= -1 and ay >= -1 and cx <= photo.width + 4 and cy <= photo.height + 4
+
+
+def test_point_pairs_follow_the_homography(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    """Each inlier pair maps photo -> rendering with one scale and offset (no rotation was
+    applied): a straight line fit explains every pair to a few pixels."""
+    photo, box = paste_logo(logos["badge"])
+    best = matcher.match(photo)[0]
+    pairs = np.asarray(best.point_pairs, np.float64)  # (n, 2 (photo, ref), 2 (x, y))
+    photo_xy, ref_xy = pairs[:, 0], pairs[:, 1]
+    rendering = matcher.catalog.rendering(best.record)
+    scale = rendering.width / (box[2] - box[0])
+    predicted = (photo_xy - np.array(box[:2])) * scale
+    assert np.abs(predicted - ref_xy).max() < 8.0
+
+
+def test_top_k_and_candidates_limit_the_answer(
+    catalog: LogoCatalog, logos: dict[str, Image.Image]
+) -> None:
+    photo, _ = paste_logo(logos["shapes"])
+    one = LogoMatcher(catalog, verify_all(grid=WHOLE_PHOTO_GRID)).match(photo)
+    top = LogoMatcher(
+        catalog, LogoMatchConfig(grid=WHOLE_PHOTO_GRID, window_k=3, top_k=1, min_score=-1.0)
+    ).match(photo)
+    assert len(one) == 3 and len(top) <= 1
+    unverified = LogoMatcher(
+        catalog,
+        LogoMatchConfig(grid=WHOLE_PHOTO_GRID, window_k=3, top_k=3, min_score=-1.0, verify=False),
+    ).match(photo)
+    assert len(unverified) == 3
+    assert all(m.inliers == 0 and m.score == m.descriptor_score for m in unverified)
+
+
+def test_precut_windows_give_the_same_answer(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    photos = [paste_logo(logos["badge"])[0], background((200, 260), "noise")]
+    windows = [matcher.windows(photo) for photo in photos]
+    assert matcher.match_many(photos, windows) == matcher.match_many(photos)
+
+
+def test_grey_and_rgba_photos_are_accepted(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    photo, box = paste_logo(logos["wordmark"])
+    for variant in (photo.convert("L"), photo.convert("RGBA")):
+        check_found(matcher.match(variant), "wordmark", box)
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"window_k": 0}, {"candidates": 0}, {"top_k": 0}, {"context": 0.5}],
+)
+def test_bad_match_configs_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        LogoMatchConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_a_logo_replaced_under_the_same_id_is_verified_against_the_new_one(
+    model_path: Path, tmp_path: Path, logos: dict[str, Image.Image]
+) -> None:
+    """The matcher caches each logo's keypoints by item id: a logo removed and indexed again
+    under the same id with new artwork must not be checked against the old keypoints."""
+    catalog = LogoCatalog(load_logo_model(model_path), model_ref=str(model_path))
+    old = tmp_path / "old" / "brand.png"
+    new = tmp_path / "new" / "brand.png"
+    for path, logo in ((old, logos["badge"]), (new, logos["shapes"])):
+        path.parent.mkdir()
+        logo.save(path)
+    catalog.add(logo_entries([old]))
+    matcher = LogoMatcher(catalog, verify_all(count=1))
+    before = matcher.match(paste_logo(logos["badge"])[0])[0]
+    assert before.inliers >= MIN_INLIERS
+    catalog.remove(["brand"])
+    catalog.add(logo_entries([new]))
+    photo, box = paste_logo(logos["shapes"])
+    check_found(matcher.match(photo), "brand", box)

@@ -1,0 +1,224 @@
+"""The logo region network: descriptors, window standardisation and checkpoints."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from logo_helpers import one_torch_thread
+from lookalike.logos.catalog import embed_windows, resolve_logo_model
+from lookalike.logos.network import (
+    MIN_CONTRAST,
+    LogoModel,
+    LogoNet,
+    LogoNetConfig,
+    load_logo_model,
+    save_logo_model,
+    standardise,
+)
+from lookalike.model.checkpoint import CheckpointError
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _one_torch_thread() -> Iterator[None]:
+    with one_torch_thread():
+        yield
+
+
+@pytest.fixture(scope="module")
+def network() -> LogoNet:
+    torch.manual_seed(0)
+    return LogoNet().eval()
+
+
+def windows(count: int = 6, side: int = 48, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, 256, (count, 1, side, side), generator=generator, dtype=torch.uint8)
+
+
+# -- configuration -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"input_size": 40}, {"input_size": 8}, {"widths": (8, 8, 8)}, {"widths": (0, 8, 8, 8)}],
+)
+def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        LogoNetConfig(**kwargs)  # type: ignore[arg-type]
+
+
+def test_config_dict_round_trip() -> None:
+    config = LogoNetConfig(input_size=64, widths=(8, 16, 24, 32), dim=40, gem_p=2.5)
+    assert LogoNetConfig.from_dict(config.to_dict()) == config
+    with pytest.raises(ValueError):
+        LogoNetConfig.from_dict({**config.to_dict(), "widths": [8, 16, 24]})
+
+
+# -- forward -------------------------------------------------------------------------------------
+
+
+def test_output_shape_and_unit_norm(network: LogoNet) -> None:
+    with torch.no_grad():
+        vectors = network(windows())
+    assert vectors.shape == (6, 128) and vectors.dtype == torch.float32
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(6), atol=1e-5, rtol=0)
+
+
+def test_other_sizes_and_dims() -> None:
+    torch.manual_seed(1)
+    small = LogoNet(LogoNetConfig(input_size=32, widths=(4, 8, 8, 16), dim=24)).eval()
+    with torch.no_grad():
+        vectors = small(windows(3, side=32))
+    assert vectors.shape == (3, 24)
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(3), atol=1e-5, rtol=0)
+
+
+def test_uint8_and_float_inputs_agree(network: LogoNet) -> None:
+    pixels = windows()
+    with torch.no_grad():
+        from_uint8 = network(pixels)
+        from_float = network(pixels.float() / 255.0)
+    torch.testing.assert_close(from_uint8, from_float, atol=1e-5, rtol=0)
+
+
+def test_descriptor_ignores_brightness_and_contrast(network: LogoNet) -> None:
+    """Windows are standardised first: a linear change of grey levels changes nothing."""
+    pixels = windows().float() / 255.0
+    with torch.no_grad():
+        torch.testing.assert_close(network(pixels), network(0.2 + 0.5 * pixels), atol=1e-4, rtol=0)
+
+
+def test_batch_composition_does_not_change_a_window(network: LogoNet) -> None:
+    pixels = windows(8)
+    with torch.no_grad():
+        together = network(pixels)
+        alone = torch.cat([network(pixels[i : i + 1]) for i in range(8)])
+    torch.testing.assert_close(together, alone, atol=1e-5, rtol=0)
+
+
+# -- standardise ---------------------------------------------------------------------------------
+
+
+def test_standardise_gives_zero_mean_unit_contrast() -> None:
+    x = standardise(windows())
+    assert x.dtype == torch.float32
+    torch.testing.assert_close(x.mean(dim=(-2, -1)), torch.zeros(6, 1), atol=1e-5, rtol=0)
+    torch.testing.assert_close(x.std(dim=(-2, -1)), torch.ones(6, 1), atol=1e-4, rtol=0)
+
+
+@pytest.mark.parametrize("value", [0, 128, 255])
+def test_flat_windows_stay_finite(network: LogoNet, value: int) -> None:
+    flat = torch.full((2, 1, 48, 48), value, dtype=torch.uint8)
+    x = standardise(flat)
+    assert torch.isfinite(x).all() and x.abs().max() == 0
+    with torch.no_grad():
+        vectors = network(flat)
+    assert torch.isfinite(vectors).all()
+    torch.testing.assert_close(vectors.norm(dim=1), torch.ones(2), atol=1e-5, rtol=0)
+
+
+def test_faint_noise_is_not_blown_up_to_full_contrast() -> None:
+    """Sensor noise on a blank wall (std ~0.004) stays small: the contrast floor applies."""
+    generator = torch.Generator().manual_seed(2)
+    noise = 0.5 + 0.004 * torch.randn((1, 1, 48, 48), generator=generator)
+    x = standardise(noise)
+    assert float(x.std()) < 0.004 / MIN_CONTRAST * 1.1
+    assert float(x.std()) < 0.1
+
+
+# -- checkpoints ---------------------------------------------------------------------------------
+
+
+def test_save_load_round_trip(network: LogoNet, tmp_path: Path) -> None:
+    path = save_logo_model(tmp_path / "nested" / "logo.pt", network, {"steps": 7})
+    model = load_logo_model(path)
+    assert isinstance(model, LogoModel)
+    assert model.metadata == {"steps": 7}
+    assert model.config == network.config
+    assert not model.network.training  # loaded in eval mode
+    pixels = windows()
+    with torch.no_grad():
+        expected = network(pixels)
+        loaded = model.network(pixels)
+    # weights are stored as fp16: descriptors agree to about three decimals
+    torch.testing.assert_close(loaded, expected, atol=5e-3, rtol=0)
+    assert (loaded * expected).sum(dim=1).min() > 0.999
+
+
+def test_fingerprint_is_stable(network: LogoNet, tmp_path: Path) -> None:
+    path = save_logo_model(tmp_path / "logo.pt", network)
+    first, second = load_logo_model(path), load_logo_model(path)
+    assert first.fingerprint == second.fingerprint
+    assert first.fingerprint.dim == 128
+    # saved again (already fp16-exact) and reloaded: the same model, the same fingerprint
+    again = load_logo_model(save_logo_model(tmp_path / "again.pt", first.network))
+    assert again.fingerprint == first.fingerprint
+    torch.manual_seed(99)
+    other = load_logo_model(save_logo_model(tmp_path / "other.pt", LogoNet()))
+    assert other.fingerprint != first.fingerprint
+
+
+def test_resolve_logo_model_takes_a_path(network: LogoNet, tmp_path: Path) -> None:
+    path = save_logo_model(tmp_path / "logo.pt", network)
+    assert resolve_logo_model(path).fingerprint == load_logo_model(path).fingerprint
+    assert resolve_logo_model(str(path)).fingerprint == load_logo_model(path).fingerprint
+    with pytest.raises(FileNotFoundError):
+        resolve_logo_model(tmp_path / "missing.pt")
+
+
+def test_bad_files_raise_checkpoint_error(network: LogoNet, tmp_path: Path) -> None:
+    junk = tmp_path / "junk.pt"
+    junk.write_bytes(b"not a checkpoint at all")
+    with pytest.raises(CheckpointError):
+        load_logo_model(junk)
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"format": "something.else", "state_dict": {}}, foreign)
+    with pytest.raises(CheckpointError):
+        load_logo_model(foreign)
+    plain_state = tmp_path / "state.pt"
+    torch.save(network.state_dict(), plain_state)
+    with pytest.raises(CheckpointError):
+        load_logo_model(plain_state)
+    with pytest.raises(FileNotFoundError):
+        load_logo_model(tmp_path / "missing.pt")
+
+
+def test_future_versions_and_misfitting_weights_are_refused(
+    network: LogoNet, tmp_path: Path
+) -> None:
+    path = save_logo_model(tmp_path / "logo.pt", network)
+    payload = torch.load(path, weights_only=True)
+    torch.save({**payload, "version": 99}, tmp_path / "future.pt")
+    with pytest.raises(CheckpointError, match="version"):
+        load_logo_model(tmp_path / "future.pt")
+    wrong = {**payload, "config": {**payload["config"], "dim": 64}}
+    torch.save(wrong, tmp_path / "wrong.pt")
+    with pytest.raises(CheckpointError, match="do not fit"):
+        load_logo_model(tmp_path / "wrong.pt")
+
+
+def test_checkpoints_cannot_smuggle_code(tmp_path: Path) -> None:
+    path = tmp_path / "evil.pt"
+    torch.save({"format": "lookalike.logo-checkpoint", "payload": torch.nn.Linear(2, 2)}, path)
+    with pytest.raises(CheckpointError):
+        load_logo_model(path)
+
+
+# -- embedding windows ---------------------------------------------------------------------------
+
+
+def test_embed_windows_batches_and_empty_input(network: LogoNet) -> None:
+    model = LogoModel(network)
+    pixels = windows(7).numpy()
+    vectors = embed_windows(model, pixels, batch_size=3)
+    assert vectors.shape == (7, 128) and vectors.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-2)
+    whole = embed_windows(model, pixels)
+    np.testing.assert_allclose(vectors, whole, atol=2e-2)
+    empty = embed_windows(model, np.zeros((0, 1, 48, 48), np.uint8))
+    assert empty.shape == (0, 128)

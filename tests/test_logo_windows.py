@@ -1,0 +1,179 @@
+"""The logo search's window grid (torch-free): where windows are, what they hold, how many."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image, ImageDraw
+
+from lookalike.logos.windows import (
+    LOGO_FILL,
+    WindowGrid,
+    cut_windows,
+    grey,
+    logo_canvas,
+    logo_window,
+)
+
+S = 48  # the logo network's default window side
+
+
+def smooth_photo(size: tuple[int, int]) -> Image.Image:
+    """Low-frequency grey levels: resampling differences stay small on it."""
+    w, h = size
+    xs, ys = np.meshgrid(np.linspace(0, 1, w), np.linspace(0, 1, h))
+    values = 128 + 60 * np.sin(3 * xs + 1) * np.cos(2 * ys) + 40 * xs
+    grey_levels = values.clip(0, 255).astype(np.uint8)
+    return Image.fromarray(np.stack([grey_levels] * 3, axis=2), "RGB")
+
+
+def covered(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """A per-pixel mask of the photo: True where some box covers the pixel's centre."""
+    w, h = size
+    mask = np.zeros((h, w), bool)
+    centres_x, centres_y = np.arange(w) + 0.5, np.arange(h) + 0.5
+    for x0, y0, x1, y1 in boxes:
+        cols = (centres_x >= x0) & (centres_x <= x1)
+        rows = (centres_y >= y0) & (centres_y <= y1)
+        mask |= rows[:, None] & cols[None, :]
+    return mask
+
+
+# -- grid settings -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs",
+    [{"scales": ()}, {"scales": (0.0, 0.5)}, {"scales": (1.2,)}, {"stride": 0.0}, {"stride": 1.5}],
+)
+def test_bad_grids_are_refused(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ValueError):
+        WindowGrid(**kwargs)  # type: ignore[arg-type]
+
+
+# -- counts and exact positions ------------------------------------------------------------------
+
+
+def test_known_size_gives_known_windows() -> None:
+    """400x200, scales 0.5 and 1.0 of the short side, half overlap: levels 192x96 (7x3
+    windows of 100 px) and 96x48 (3x1 windows of 200 px); 24 windows in all."""
+    windows = cut_windows(smooth_photo((400, 200)), WindowGrid(scales=(0.5, 1.0)), S)
+    assert len(windows) == 24
+    assert windows.pixels.shape == (24, 1, S, S) and windows.pixels.dtype == np.uint8
+    assert windows.boxes.shape == (24, 4) and windows.boxes.dtype == np.float32
+    small, large = windows.boxes[:21], windows.boxes[21:]
+    np.testing.assert_allclose(small[:, 2] - small[:, 0], 100, atol=1e-3)
+    np.testing.assert_allclose(small[:, 3] - small[:, 1], 100, atol=1e-3)
+    assert sorted(set(np.round(small[:, 0], 3))) == [0, 50, 100, 150, 200, 250, 300]
+    assert sorted(set(np.round(small[:, 1], 3))) == [0, 50, 100]
+    np.testing.assert_allclose(
+        large, [[0, 0, 200, 200], [100, 0, 300, 200], [200, 0, 400, 200]], atol=1e-3
+    )
+
+
+def test_window_count_of_the_default_grid_is_stable() -> None:
+    """A regression guard on the default grid's cost: 314 windows for a 640x480 photo."""
+    windows = cut_windows(Image.new("RGB", (640, 480), "white"), WindowGrid(), S)
+    assert len(windows) == 314
+
+
+def test_windows_hold_the_resized_crops_of_their_boxes() -> None:
+    photo = smooth_photo((400, 200))
+    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0)), S)
+    flat = photo.convert("L")
+    for pixels, box in zip(windows.pixels, windows.boxes, strict=True):
+        x0, y0, x1, y1 = (round(float(v)) for v in box)
+        crop = flat.crop((x0, y0, x1, y1)).resize((S, S), Image.Resampling.BOX)
+        difference = np.abs(pixels[0].astype(int) - np.asarray(crop, int))
+        assert difference.mean() < 2.0, box
+
+
+def test_window_content_follows_the_photo() -> None:
+    """A black square in the top-left corner shows up in the windows over it, only there."""
+    photo = Image.new("RGB", (400, 200), "white")
+    ImageDraw.Draw(photo).rectangle((0, 0, 49, 49), fill="black")
+    windows = cut_windows(photo, WindowGrid(scales=(0.5,)), S)
+    darkness = 255 - windows.pixels.reshape(len(windows), -1).mean(axis=1)
+    over_square = (windows.boxes[:, 0] < 50) & (windows.boxes[:, 1] < 50)
+    assert darkness[over_square].min() > 30
+    assert darkness[~over_square].max() < 1
+
+
+def test_big_photos_are_shrunk_first_but_boxes_stay_in_photo_pixels() -> None:
+    photo = smooth_photo((1280, 640))
+    grid = WindowGrid(scales=(0.5, 1.0), max_side=640)
+    shrunk = cut_windows(photo, grid, S)
+    same_detail = cut_windows(photo.resize((640, 320), Image.Resampling.BILINEAR), grid, S)
+    assert len(shrunk) == len(same_detail)
+    np.testing.assert_allclose(shrunk.boxes, same_detail.boxes * 2, atol=0.01)
+    assert shrunk.boxes[:, 2].max() == pytest.approx(1280, abs=0.5)
+    assert shrunk.boxes[:, 3].max() == pytest.approx(640, abs=0.5)
+
+
+@pytest.mark.parametrize("size", [(400, 200), (200, 400), (333, 250), (20, 10)])
+def test_small_sizes_still_give_full_windows(size: tuple[int, int]) -> None:
+    windows = cut_windows(smooth_photo(size), WindowGrid(), S)
+    assert windows.pixels.shape[1:] == (1, S, S)
+    assert np.isfinite(windows.boxes).all()
+    assert (windows.boxes[:, 2] > windows.boxes[:, 0]).all()
+
+
+# Odd sizes: level sizes are rounded to whole pixels, and so is the first shrink.
+@pytest.mark.parametrize("size", [(640, 480), (400, 200), (333, 250), (1000, 750), (2000, 100)])
+def test_boxes_lie_inside_the_photo_and_cover_it(size: tuple[int, int]) -> None:
+    """Every box inside the photo (to half a pixel), and each scale's boxes cover it."""
+    w, h = size
+    grid = WindowGrid()
+    boxes = cut_windows(smooth_photo(size), grid, S).boxes
+    assert boxes[:, :2].min() >= -0.5
+    assert boxes[:, 2].max() <= w + 0.5, f"a box ends at x={boxes[:, 2].max():.2f} > {w}"
+    assert boxes[:, 3].max() <= h + 0.5, f"a box ends at y={boxes[:, 3].max():.2f} > {h}"
+    widths = np.round(boxes[:, 2] - boxes[:, 0], 2)
+    for side in np.unique(widths):  # one window size per scale
+        level_boxes = boxes[widths == side]
+        assert covered(level_boxes, size).all(), f"{side:.1f} px windows leave pixels uncovered"
+
+
+def test_banner_photos_do_not_explode_the_window_count() -> None:
+    """A 100:1 banner (4000x40) must not cost much more than an ordinary photo: the grid is
+    sized by the short side, so today it gives ~60x the windows of a 640x480 photo (about
+    40,000 windows, 93 MB of pixels, ~35 s of logo search on 2 cores)."""
+    ordinary = len(cut_windows(Image.new("RGB", (640, 480), "white"), WindowGrid(), S))
+    banner = len(cut_windows(Image.new("RGB", (4000, 40), "white"), WindowGrid(), S))
+    assert banner <= 4 * ordinary, f"{banner} windows for a banner, {ordinary} for a photo"
+
+
+# -- grey levels and the clean-logo window ---------------------------------------------------------
+
+
+def test_grey_flattens_transparency_on_white() -> None:
+    rgba = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    rgba.putpixel((1, 1), (0, 0, 0, 255))
+    flat = grey(rgba)
+    assert flat.mode == "L"
+    assert flat.getpixel((0, 0)) == 255 and flat.getpixel((1, 1)) == 0
+    palette = rgba.convert("P")
+    assert grey(palette).mode == "L"
+    assert grey(Image.new("RGB", (2, 2), (255, 0, 0))).getpixel((0, 0)) == 76  # ITU-R 601
+    half = Image.new("LA", (2, 2), (0, 128))
+    assert 120 <= np.asarray(grey(half))[0, 0] <= 135
+
+
+@pytest.mark.parametrize("logo_size", [(200, 100), (100, 200), (64, 64), (500, 20)])
+def test_logo_window_centres_the_logo_at_three_quarters(logo_size: tuple[int, int]) -> None:
+    logo = Image.new("RGBA", logo_size, (10, 10, 10, 255))
+    window = logo_window(logo, S)
+    assert window.shape == (1, S, S) and window.dtype == np.uint8
+    ys, xs = np.nonzero(window[0] < 128)
+    x0, x1, y0, y1 = xs.min(), xs.max() + 1, ys.min(), ys.max() + 1
+    assert max(x1 - x0, y1 - y0) == round(S * LOGO_FILL)
+    assert abs(x0 - (S - x1)) <= 1 and abs(y0 - (S - y1)) <= 1  # centred
+    assert window[0, 0, 0] == 255  # white canvas
+
+
+def test_logo_canvas_of_a_transparent_logo_is_on_white() -> None:
+    logo = Image.new("RGBA", (80, 40), (0, 0, 0, 0))
+    ImageDraw.Draw(logo).rectangle((0, 0, 79, 39), outline=(0, 0, 0, 255), width=4)
+    canvas = np.asarray(logo_canvas(logo, 64))
+    assert canvas[32, 32] == 255  # the transparent middle of the frame
+    assert canvas.min() < 60
