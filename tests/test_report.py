@@ -225,12 +225,13 @@ def test_each_format_gives_the_same_counts_and_order(
         rows=6,
         errors=2,
         suspects_shown=3,
-        counts_by_label={"copy": 2, "review": 1, "clear": 1, "error": 2},
+        counts_by_label={"copy": 2, "logo": 0, "review": 1, "clear": 1, "error": 2},
         counts_by_brand={"Acme": 2, "Zeta & Co": 1},
     )
     assert summary.to_dict()["counts_by_brand"] == {"Acme": 2, "Zeta & Co": 1}
     page = html_of(out)
-    assert suspect_order(page) == ["b", "d", "a"]
+    # calibrated suspects (expected precision) first, then by score
+    assert suspect_order(page) == ["b", "a", "d"]
     assert f"results.{fmt}" in page
     assert "90.0%" in page and "uncalibrated" in page  # expected precision
     assert "Zeta &amp; Co" in page
@@ -413,7 +414,7 @@ def test_header_shows_counts_and_a_histogram(batch: list[Row], tmp_path: Path) -
     write_report(write_jsonl(tmp_path / "r.jsonl", batch), tmp_path / "report.html")
     page = html_of(tmp_path / "report.html")
     label_rows = dict(re.findall(r'<span class="badge (\w+)">\1</span></td><td>([\d,]+)<', page))
-    assert label_rows == {"copy": "2", "review": "1", "clear": "1", "error": "2"}
+    assert label_rows == {"copy": "2", "logo": "0", "review": "1", "clear": "1", "error": "2"}
     assert "<td>Acme</td><td>2</td>" in page
     assert '<svg class="histogram"' in page and ">score</text>" in page
     assert page.count("<rect ") == 4  # one bar per occupied bin and label

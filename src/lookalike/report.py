@@ -45,10 +45,11 @@ __all__ = ["ReportSummary", "read_results", "write_report"]
 Row = dict[str, Any]
 Point = tuple[float, float]
 
-LABEL_ORDER = ("copy", "review", "clear", "error")
-SUSPECT_LABELS = frozenset({"copy", "review"})
+LABEL_ORDER = ("copy", "logo", "review", "clear", "error")
+SUSPECT_LABELS = frozenset({"copy", "logo", "review"})
 LABEL_COLOURS = {
     "copy": (200, 30, 30),
+    "logo": (37, 99, 235),
     "review": (220, 140, 0),
     "clear": (30, 140, 60),
     "error": (107, 114, 128),
@@ -65,7 +66,7 @@ _TEXT_FIELDS = ("path", "query_id", "label", "top_item_id", "top_brand", "top_ki
 _FLOAT_FIELDS = ("score", "expected_precision", "decode_ms", "embed_ms", "search_ms")
 _REQUIRED_COLUMNS = ("path", "label")
 # What counting needs; Parquet reads just these on the first pass, the rest only for suspects.
-_COUNT_COLUMNS = ("path", "query_id", "label", "score", "top_brand", "error")
+_COUNT_COLUMNS = ("path", "query_id", "label", "score", "expected_precision", "top_brand", "error")
 _MATCH_TEXT_FIELDS = ("item_id", "brand", "kind", "sku", "source", "sha256")
 # Everything that reading a listing or catalogue file can raise on bad or missing input.
 _UNREADABLE = (ImageDecodeError, OSError, tarfile.TarError, EOFError, ValueError)
@@ -163,6 +164,7 @@ def _check_columns(path: Path, names: Sequence[str]) -> None:
 def _normalise_row(raw: Row) -> Row:
     row = _normalise_scalars(raw)
     row["matches"] = _parse_matches(raw.get("matches"))
+    row["logos"] = _parse_matches(raw.get("logos"))  # absent in files from before logo search
     return row
 
 
@@ -258,7 +260,7 @@ class _Tally:
     suspects_total: int = 0
     # Min-heap of (score, -ordinal, ordinal, row): the weakest kept suspect is popped first,
     # and the earlier row wins a tie.
-    _heap: list[tuple[float, int, int, Row]] = field(default_factory=list)
+    _heap: list[tuple[tuple[float, float], int, int, Row]] = field(default_factory=list)
 
     def add(self, ordinal: int, raw: Row) -> None:
         """Count one row as stored; only the suspects kept are normalised in full, later."""
@@ -278,8 +280,11 @@ class _Tally:
         self.by_brand[row["top_brand"] or NO_BRAND] += 1
         if self.top <= 0:
             return
+        # Expected precision first: logo and photo scores live on different scales, their
+        # calibrated precisions do not.
+        precision = row["expected_precision"]
         score = row["score"] if row["score"] is not None else -math.inf
-        entry = (score, -ordinal, ordinal, raw)
+        entry = ((-math.inf if precision is None else precision, score), -ordinal, ordinal, raw)
         if len(self._heap) < self.top:
             heapq.heappush(self._heap, entry)
         else:
@@ -619,7 +624,10 @@ class _SuspectRenderer:
     def render(self, rank: int, row: Row) -> str:
         label = row["label"]
         colour = LABEL_COLOURS.get(label, (0, 0, 0))
-        matches = [self.lookup.complete(m) for m in row["matches"][:MAX_MATCHES_SHOWN]]
+        # a logo verdict shows its logos first: their regions are what the moderator checks
+        logos_first = row["label"] == "logo" or (row["top_kind"] == "logo" and row["logos"])
+        shown = row["logos"] + row["matches"] if logos_first else row["matches"] + row["logos"]
+        matches = [self.lookup.complete(m) for m in shown[:MAX_MATCHES_SHOWN]]
         region = matches[0]["region"] if matches else None
         fetched = self.listings.get(row["path"]) if row["path"] else None
         listing = _listing_picture(fetched, region, self.side, colour)

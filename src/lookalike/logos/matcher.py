@@ -30,6 +30,7 @@ REFERENCE_MARGIN = 16
 
 
 REFERENCE_FEATURES = 300
+MAX_SIDE_RATIO = 2.5
 
 
 def _rescaled(features: LocalFeatures, factor: float, margin: int) -> LocalFeatures:
@@ -62,7 +63,7 @@ class LogoMatchConfig:
     verify: bool = True
     context: float = 1.5
     region_side: int = 320
-    min_inliers: int = 8
+    min_inliers: int = 5
     inlier_weight: float = 0.02
     max_inlier_bonus: int = 40
     top_k: int = 5
@@ -298,4 +299,10 @@ class LogoMatcher:
         quad = (mapped[:2] / mapped[2]).T
         if not _convex(quad) or _polygon_area(quad) < 64.0:
             return None
+        # opposite sides of a logo seen in mild perspective keep similar lengths; a chance
+        # homography through a few random matches usually does not
+        sides = np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1)
+        for first, second in ((sides[0], sides[2]), (sides[1], sides[3])):
+            if min(first, second) <= 0 or max(first, second) / min(first, second) > MAX_SIDE_RATIO:
+                return None
         return quad

@@ -337,13 +337,13 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         optimizer.step()
         step += 1
         bar.update(1)
-        bar.set_postfix(loss=f"{float(loss):.3f}", nce=f"{parts['nce']:.3f}")
+        bar.set_postfix(loss=f"{float(loss.detach()):.3f}", nce=f"{parts['nce']:.3f}")
         if step % config.eval_every == 0 or step == config.steps:
             metrics = window_recall(network, data, sampler, eval_ids, config.seed)
             history.append(
                 {
                     "step": step,
-                    "loss": float(loss),
+                    "loss": float(loss.detach()),
                     **parts,
                     **metrics,
                     "minutes": (time.monotonic() - started) / 60,
@@ -353,5 +353,8 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         if step % config.checkpoint_every == 0:
             save()
     bar.close()
+    if not history or history[-1]["step"] != step:  # stopped early: measure where it stands
+        metrics = window_recall(network, data, sampler, eval_ids, config.seed)
+        history.append({"step": step, **metrics, "minutes": (time.monotonic() - started) / 60})
     save(final=True)
     return out_dir / "logo.pt"

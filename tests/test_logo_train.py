@@ -1,0 +1,106 @@
+"""Logo training: samples, loss, a few real steps, checkpoint, resume; brand-score helpers
+of the logo calibration. Tiny data drawn in code; a few seconds."""
+
+from __future__ import annotations
+
+import math
+import random
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from logo_helpers import draw_logos, one_torch_thread
+from lookalike.data.logos import LogoSpec
+from lookalike.logos.network import LogoNetConfig, load_logo_model
+from lookalike.training.logo_benchmark import LogoBenchmark, LogoQuery
+from lookalike.training.logo_calibrate import brand_scores
+from lookalike.training.logo_train import (
+    LogoTrainConfig,
+    LogoTrainingData,
+    WindowSampler,
+    logo_loss,
+    split_eval_logos,
+    train_logos,
+)
+
+
+@pytest.fixture
+def data() -> LogoTrainingData:
+    logos = list(draw_logos().values())
+    specs = [LogoSpec(f"l{i}", f"brand{i}", Path(f"l{i}.png")) for i in range(len(logos))]
+    rng = np.random.default_rng(0)
+    backgrounds = [rng.integers(0, 255, (192, 256, 3), dtype=np.uint8) for _ in range(2)]
+    return LogoTrainingData(specs, logos, backgrounds)
+
+
+def test_samples_are_windows_of_the_network_size(data: LogoTrainingData) -> None:
+    sampler = WindowSampler(data, 48)
+    rng = random.Random(0)
+    positive, negative = sampler.positive(0, rng), sampler.negative(rng)
+    assert positive.shape == negative.shape == (48, 48)
+    assert positive.dtype == np.uint8 and positive.std() > 5  # a logo, not a flat patch
+
+
+def test_samples_are_reproducible(data: LogoTrainingData) -> None:
+    sampler = WindowSampler(data, 48)
+    first = sampler.positive(1, random.Random("seed"))
+    again = sampler.positive(1, random.Random("seed"))
+    assert np.array_equal(first, again)
+
+
+def test_loss_is_low_when_queries_match_their_references() -> None:
+    torch.manual_seed(0)
+    references = F.normalize(torch.randn(8, 16), dim=-1)
+    negatives = F.normalize(torch.randn(4, 16), dim=-1)
+    matched, _ = logo_loss(references, references, negatives, 0.05, 0.0)
+    shuffled, _ = logo_loss(references, references.roll(1, 0), negatives, 0.05, 0.0)
+    assert float(matched) < 0.1 < float(shuffled)
+
+
+def test_eval_split_is_disjoint_and_stable() -> None:
+    train, held = split_eval_logos(50, 10, seed=3)
+    assert len(held) == 10 and not set(train) & set(held) and len(train) + len(held) == 50
+    assert (train, held) == split_eval_logos(50, 10, seed=3)
+
+
+def test_training_writes_a_loadable_model_and_resumes(
+    data: LogoTrainingData, tmp_path: Path
+) -> None:
+    config = LogoTrainConfig(
+        out_dir=tmp_path,
+        steps=2,
+        batch_size=2,
+        negatives=2,
+        warmup_steps=1,
+        network=LogoNetConfig(widths=(4, 4, 8, 8), dim=8),
+        eval_logos=1,
+        eval_every=2,
+        checkpoint_every=1,
+        workers=0,
+        progress=False,
+    )
+    with one_torch_thread():
+        model_path = train_logos(config, data)
+        model = load_logo_model(model_path)
+        assert model.metadata["steps"] == 2 and model.config.dim == 8
+        assert "window_recall_at_1" in model.metadata["history"][-1]
+        config.steps = 3  # the same run, continued: resumes from last.pt at step 2
+        train_logos(config, data)
+    assert load_logo_model(model_path).metadata["steps"] == 3
+
+
+def test_brand_scores_take_the_right_brand_and_the_best_distractor(tmp_path: Path) -> None:
+    bench = LogoBenchmark(
+        tmp_path,
+        (
+            LogoQuery("p1", tmp_path / "p1.jpg", "i1", "Alfa Romeo", None),
+            LogoQuery("p2", tmp_path / "p2.jpg", "i2", "Acme", None),
+            LogoQuery("n1", tmp_path / "n1.jpg", None, None, None),
+        ),
+    )
+    predictions = [("p1", "alfa-romeo", 0.7), ("p1", "other", 0.9), ("n1", "x", 0.4)]
+    positives, negatives = brand_scores(predictions, bench)
+    assert positives == [0.7, -math.inf] and negatives == [0.4]
