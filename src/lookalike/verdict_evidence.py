@@ -51,12 +51,17 @@ def evidence_panels(
     detector: Detector, verdict: Verdict, *, photos: int = 1, logos: int = 3
 ) -> list[EvidencePanel]:
     """Panels for the best ``photos`` whole-photo matches (when the verdict is not clear on
-    them) and the best ``logos`` logos; matches whose reference cannot be read are skipped."""
+    them) and the best ``logos`` logos scoring at least the logo review threshold (weaker
+    ones would only clutter the picture); matches whose reference cannot be read are
+    skipped."""
     chosen: list[tuple[Match, str]] = []
     if verdict.basis == "photo" and verdict.label != "clear":
         chosen += [(m, verdict.label) for m in verdict.matches[:photos]]
-    logo_label = "logo" if verdict.label == "logo" else "review"
-    chosen += [(m, logo_label) for m in verdict.logos[:logos]]
+    thresholds = detector.logo_thresholds
+    for match in verdict.logos[:logos]:
+        label = thresholds.label(match.score)  # copy / review / clear on the logo scale
+        if label != "clear":
+            chosen.append((match, "logo" if label == "copy" else "review"))
     panels = []
     for match, label in chosen:
         reference = _reference(detector, match)

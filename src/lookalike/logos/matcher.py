@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -54,7 +55,8 @@ class LogoMatchConfig:
     ``min_score``: descriptor similarity below which a logo is not reported at all;
     ``context``: the verified area is the best window grown by this factor;
     ``region_side``: ... resized to this longest side for keypoints; ``min_inliers``: fewer
-    RANSAC inliers count as no verification; ``inlier_weight``: score added per inlier."""
+    RANSAC inliers count as no verification; ``inlier_weight``: score added per inlier;
+    ``threads``: photos of a batch verified in parallel."""
 
     grid: WindowGrid = field(default_factory=WindowGrid)
     window_k: int = 3
@@ -67,6 +69,7 @@ class LogoMatchConfig:
     inlier_weight: float = 0.02
     max_inlier_bonus: int = 40
     top_k: int = 5
+    threads: int = 2
 
     def __post_init__(self) -> None:
         if self.window_k < 1 or self.candidates < 1 or self.top_k < 1:
@@ -153,13 +156,16 @@ class LogoMatcher:
         hits = self.catalog.index.search(
             Embeddings(vectors, self.catalog.model.fingerprint), self.config.window_k
         )
-        results, start = [], 0
-        for image, photo_windows in zip(images, cut, strict=True):
+        candidates, start = [], 0
+        for photo_windows in cut:
             rows = hits[start : start + len(photo_windows)]
             start += len(photo_windows)
-            candidates = self._candidates(rows, photo_windows.boxes)
-            results.append(self._finish(image, candidates))
-        return results
+            candidates.append(self._candidates(rows, photo_windows.boxes))
+        if self.config.threads > 1 and len(images) > 1:
+            # OpenCV releases the GIL: photos of a batch are verified side by side
+            with ThreadPoolExecutor(self.config.threads) as pool:
+                return list(pool.map(self._finish, images, candidates))
+        return [self._finish(image, found) for image, found in zip(images, candidates, strict=True)]
 
     def _candidates(self, rows: list[list], boxes: npt.NDArray[np.float32]) -> list[_Candidate]:
         best: dict[str, _Candidate] = {}
