@@ -59,9 +59,9 @@ def evidence_panels(
         chosen += [(m, verdict.label) for m in verdict.matches[:photos]]
     thresholds = detector.logo_thresholds
     for match in verdict.logos[:logos]:
-        label = thresholds.label(match.score)  # copy / review / clear on the logo scale
-        if label != "clear":
-            chosen.append((match, "logo" if label == "copy" else "review"))
+        level = thresholds.label(match.score)  # copy / review / clear on the logo scale
+        if level != "clear":
+            chosen.append((match, "logo" if level == "copy" else "review"))
     panels = []
     for match, label in chosen:
         reference = _reference(detector, match)
