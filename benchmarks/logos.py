@@ -100,7 +100,7 @@ def row(name: str, metrics: dict[str, object], speed: float) -> str:
 
     return (
         f"| {name} | {fmt('micro_ap')} | {fmt('recall_at_p90')} | {fmt('top1_accuracy')} "
-        f"| {speed:.1f} photos/s |"
+        f"| {speed:.3g} photos/s |"
     )
 
 
