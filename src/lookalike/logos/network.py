@@ -19,7 +19,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..embeddings import ModelFingerprint
-from ..model.checkpoint import CheckpointError, atomic_torch_save, state_dict_sha256
+from ..model.checkpoint import (
+    CheckpointError,
+    atomic_torch_save,
+    float_state,
+    read_payload,
+    state_dict_sha256,
+)
 from ..model.network import GeM
 
 LOGO_CHECKPOINT_FORMAT = "lookalike.logo-checkpoint"
@@ -147,18 +153,11 @@ def save_logo_model(
 
 def load_logo_model(path: str | os.PathLike[str]) -> LogoModel:
     """Load a checkpoint written by :func:`save_logo_model` (in eval mode, on the CPU)."""
-    try:
-        payload = torch.load(Path(path), map_location="cpu", weights_only=True)
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path}: not a lookalike logo checkpoint ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != LOGO_CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a lookalike logo checkpoint")
-    if payload.get("version") != LOGO_CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: unsupported logo checkpoint version {payload['version']}")
+    payload = read_payload(
+        path, LOGO_CHECKPOINT_FORMAT, LOGO_CHECKPOINT_VERSION, "lookalike logo checkpoint"
+    )
     network = LogoNet(LogoNetConfig.from_dict(payload["config"]))
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+    state = float_state(payload["state_dict"])
     try:
         network.load_state_dict(state)
     except RuntimeError as exc:

@@ -71,18 +71,32 @@ def atomic_torch_save(payload: dict[str, Any], target: Path) -> None:
         raise
 
 
-def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+def read_payload(
+    path: str | os.PathLike[str], fmt: str, version: int, what: str = "lookalike checkpoint"
+) -> dict[str, Any]:
+    """A checkpoint file's dict, checked for its ``format`` tag and ``version``; any file
+    that is not one raises CheckpointError (a missing file: FileNotFoundError)."""
     try:
         payload = torch.load(Path(path), map_location="cpu", weights_only=True)
     except FileNotFoundError:
         raise
     except Exception as exc:  # torch raises many types for a file that is not a checkpoint
-        raise CheckpointError(f"{path}: not a lookalike checkpoint ({exc})") from exc
-    if not isinstance(payload, dict) or payload.get("format") != CHECKPOINT_FORMAT:
-        raise CheckpointError(f"{path}: not a lookalike checkpoint (no '{CHECKPOINT_FORMAT}' tag)")
-    if payload.get("version") != CHECKPOINT_VERSION:
-        raise CheckpointError(f"{path}: unsupported checkpoint version {payload.get('version')}")
-    state = {k: v.float() if v.is_floating_point() else v for k, v in payload["state_dict"].items()}
+        raise CheckpointError(f"{path}: not a {what} ({exc})") from exc
+    if not isinstance(payload, dict) or payload.get("format") != fmt:
+        raise CheckpointError(f"{path}: not a {what} (no '{fmt}' tag)")
+    if payload.get("version") != version:
+        raise CheckpointError(f"{path}: unsupported {what} version {payload.get('version')}")
+    return payload
+
+
+def float_state(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Weights stored as fp16 back to fp32 (integer buffers unchanged)."""
+    return {k: v.float() if v.is_floating_point() else v for k, v in state.items()}
+
+
+def load_checkpoint(path: str | os.PathLike[str]) -> Checkpoint:
+    payload = read_payload(path, CHECKPOINT_FORMAT, CHECKPOINT_VERSION)
+    state = float_state(payload["state_dict"])
     return Checkpoint(ModelSpec.from_dict(payload["spec"]), state, dict(payload["metadata"]))
 
 
