@@ -423,3 +423,16 @@ def test_score_without_logo_search_leaves_the_columns_empty(
     score_images(plain, [listings[0]], out, workers=1, processes=False, progress=False)
     rows = pq.read_table(out).to_pylist()
     assert all(row["logos"] == [] and row["logo_ms"] is None for row in rows)
+
+
+def test_evidence_shows_logos_above_the_review_threshold_only(
+    rules: Detector, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from lookalike import verdict_evidence
+
+    monkeypatch.setattr(verdict_evidence, "_reference", lambda _d, _m: Image.new("RGB", (8, 8)))
+    strong, weak, faint = logo_match(1.5), logo_match(0.9, "logo2"), logo_match(0.5, "logo3")
+    verdict = rules.verdict_from([photo_match(0.5)], [strong, weak, faint])
+    panels = verdict_evidence.evidence_panels(rules, verdict)
+    assert [(p.label, p.region is not None) for p in panels] == [("logo", True), ("review", True)]
+    assert panels[0].point_pairs == verdict.logos[0].point_pairs
