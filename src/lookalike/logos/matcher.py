@@ -126,8 +126,10 @@ def _polygon_area(quad: npt.NDArray[np.float64]) -> float:
 
 
 class LogoMatcher:
-    """Finds catalogue logos in photos. Thread-compatible: one instance per thread, or
-    guard it (its keypoint cache is a plain dict)."""
+    """Finds catalogue logos in photos. Call it from one thread at a time; inside a call the
+    photos of a batch are verified in parallel threads, which its keypoint cache tolerates
+    (dict reads and writes are atomic; a race only describes a logo twice). The cache keeps
+    every logo described so far: up to ~80 KB per logo, ~300 MB for 3,867 logos."""
 
     def __init__(self, catalog: LogoCatalog, config: LogoMatchConfig | None = None) -> None:
         self.catalog = catalog
@@ -181,7 +183,7 @@ class LogoMatcher:
 
     def warm_up(self, *, progress: bool = False) -> None:
         """Compute every catalogue logo's keypoints now rather than on first use (a batch
-        job's steady state; about 20 ms per logo, ~40 KB each in memory)."""
+        job's steady state; about 20 ms per logo, up to ~80 KB each in memory)."""
         from tqdm.auto import tqdm
 
         for record in tqdm(
