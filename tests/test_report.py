@@ -22,6 +22,7 @@ from lookalike import report
 from lookalike.embeddings import Embeddings, ModelFingerprint
 from lookalike.index import CatalogIndex, CatalogItem
 from lookalike.report import ReportSummary, read_results, write_report
+from lookalike.scoring import parquet_schema
 
 Row = dict[str, Any]
 SCALAR_COLUMNS = (
@@ -42,27 +43,8 @@ GREY = (128, 128, 128)
 # A logo region in the 400x300 listing: its outline lands on x=50..150, y=37..112 at 200 px.
 BOX = [[100.0, 75.0], [300.0, 75.0], [300.0, 225.0], [100.0, 225.0]]
 
-MATCH_TYPE = pa.struct(
-    [
-        ("item_id", pa.string()),
-        ("score", pa.float64()),
-        ("brand", pa.string()),
-        ("kind", pa.string()),
-        ("sku", pa.string()),
-        ("source", pa.string()),
-        ("sha256", pa.string()),
-        ("region", pa.list_(pa.list_(pa.float64()))),
-    ]
-)
-PARQUET_SCHEMA = pa.schema(
-    [
-        *(
-            (name, pa.float64() if name.endswith(("score", "precision", "_ms")) else pa.string())
-            for name in SCALAR_COLUMNS
-        ),
-        ("matches", pa.list_(MATCH_TYPE)),
-    ]
-)
+# The schema `lookalike score` writes: a report must read what scoring writes.
+PARQUET_SCHEMA = parquet_schema()
 
 
 # -- building inputs ---------------------------------------------------------------------------
