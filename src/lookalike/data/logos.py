@@ -32,6 +32,7 @@ from PIL import Image
 # decode.py's private helpers are reused on purpose: logo files must pass exactly the same
 # format allow-list, byte and pixel limits as every other image, only the alpha is kept here.
 from lookalike.data.decode import (
+    _HIGH_DEPTH_MODES,
     DEFAULT_MAX_PIXELS,
     ImageDecodeError,
     _allowed_formats,
@@ -73,14 +74,9 @@ _SVG_OVERSAMPLE = 2
 _SVG_MAX_SIDE = 4096
 
 
-class LogoRenderError(ValueError):
-    """A logo file that cannot be rendered; ``source`` says which, ``reason`` says why."""
-
-    def __init__(self, source: str, reason: str) -> None:
-        # Both go to the base class so the error pickles (data-loader workers) intact.
-        super().__init__(source, reason)
-        self.source = source
-        self.reason = reason
+class LogoRenderError(ImageDecodeError):
+    """A logo file that cannot be rendered; ``source`` says which, ``reason`` says why.
+    An ImageDecodeError, so whoever handles unreadable images handles these too."""
 
     def __str__(self) -> str:
         shown = self.source if self.source.startswith("<") else repr(self.source)
@@ -150,7 +146,7 @@ def _decode_rgba(data: bytes, name: str) -> Image.Image:
             _check_pixel_count(name, image.size, DEFAULT_MAX_PIXELS)
             image.load()
             upright = _apply_exif_orientation(image)
-            if upright.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N", "F"):
+            if upright.mode in _HIGH_DEPTH_MODES:
                 upright = _to_8bit_gray(upright)
             if upright.mode == "La":
                 upright = upright.convert("LA")  # PIL has no direct La -> RGBA conversion

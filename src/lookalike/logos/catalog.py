@@ -23,7 +23,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from ..data.decode import ImageDecodeError, read_image_bytes
-from ..data.logos import LogoRenderError, render_logo
+from ..data.logos import render_logo
 from ..data.manifest import CatalogEntry
 from ..embeddings import Embeddings
 from ..index import CatalogIndex, CatalogItem, CatalogRecord
@@ -115,7 +115,7 @@ class LogoCatalog:
                 # SVGs by path: the suffix tells an SVG whatever its first bytes are
                 svg = entry.image.suffix.lower() == ".svg"
                 logo = render_logo(entry.image if svg else data, REFERENCE_SIDE)
-            except (ImageDecodeError, LogoRenderError) as exc:
+            except ImageDecodeError as exc:  # LogoRenderError included
                 report.errors.append((str(entry.image), str(exc)))
                 continue
             sha = hashlib.sha256(data).hexdigest()
