@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from lookalike import evidence
+from lookalike import evidence, files
 from lookalike.evidence import EvidencePanel, Point, render_evidence, save_evidence
 
 GREEN = (40, 160, 60)
@@ -499,7 +499,7 @@ def test_failed_save_leaves_the_old_file_and_no_temp_file(
     def broken_replace(src: object, dst: object) -> None:
         raise OSError("disk full")
 
-    monkeypatch.setattr(evidence.os, "replace", broken_replace)
+    monkeypatch.setattr(files.os, "replace", broken_replace)  # the atomic writer evidence uses
     with pytest.raises(OSError, match="disk full"):
         save_evidence(Image.new("RGB", (10, 10), RED), path)
     assert path.read_bytes() == b"old contents"

@@ -17,8 +17,6 @@ EXIF orientation would still turn them.
 from __future__ import annotations
 
 import math
-import os
-import tempfile
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,6 +26,7 @@ from pathlib import Path
 from PIL import Image, ImageDraw, ImageFont, ImageOps
 
 from .data.decode import _to_rgb
+from .files import write_atomically
 
 __all__ = ["LABEL_COLOURS", "EvidencePanel", "Point", "render_evidence", "save_evidence"]
 
@@ -192,21 +191,7 @@ def _default_header(panels: Sequence[EvidencePanel]) -> str:
 def save_evidence(image: Image.Image, path: Path) -> Path:
     """Write ``image`` as PNG at ``path``, atomically: a reader sees the old file or the new
     one, never half of one. A replaced file keeps its permissions. Returns ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            image.save(handle, format="PNG")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
+    return write_atomically(Path(path), lambda handle: image.save(handle, format="PNG"))
 
 
 # -- layout --------------------------------------------------------------------------------

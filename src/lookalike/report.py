@@ -22,7 +22,6 @@ import json
 import math
 import os
 import tarfile
-import tempfile
 from array import array
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -36,6 +35,7 @@ from PIL import Image, ImageDraw
 
 from .data.decode import ImageDecodeError, decode_image
 from .data.sources import read_inputs_bytes
+from .files import write_atomically
 
 if TYPE_CHECKING:
     from .index import CatalogIndex
@@ -801,18 +801,6 @@ def write_report(
 
 
 def _write_atomically(out: Path, text: str) -> None:
-    """A reader (or a browser reloading) sees the old page or the new one, never half."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    # The temp file is private (0600); the page keeps the mode of the one it replaces.
-    mode = out.stat().st_mode & 0o777 if out.exists() else 0o644
-    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    """A reader (or a browser reloading) sees the old page or the new one, never half; the
+    page keeps the mode of the one it replaces."""
+    write_atomically(out, lambda handle: handle.write(text.encode("utf-8")))
