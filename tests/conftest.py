@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from lookalike.cli import main
 from lookalike.data.synthetic import synthetic_image
 from lookalike.model import Embedder, create_embedder
 
@@ -36,3 +39,20 @@ def shared_embedder() -> Embedder:
 def write_images() -> ImageWriter:
     """``write_images(folder, seeds, prefix="item", suffix=".png") -> list[Path]``."""
     return write_synthetic_images
+
+
+Cli = Callable[..., tuple[int, Any]]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
+    """``cli(*argv) -> (exit code, parsed JSON stdout or None)``: the lookalike command run
+    in-process, its JSON output parsed."""
+
+    def run(*argv: str | Path) -> tuple[int, Any]:
+        capsys.readouterr()
+        code = main([str(arg) for arg in argv])
+        out = capsys.readouterr().out
+        return code, json.loads(out) if out.strip() else None
+
+    return run

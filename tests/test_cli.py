@@ -17,7 +17,6 @@ import pyarrow.parquet as pq
 import pytest
 from PIL import Image
 
-from lookalike.cli import main
 from lookalike.data import edits
 from lookalike.data.manifest import load_catalog
 from lookalike.data.synthetic import synthetic_image
@@ -39,19 +38,6 @@ EDITED_COPIES: dict[str, Callable[[Image.Image], Image.Image]] = {
 
 
 # -- fixtures and helpers ----------------------------------------------------------------------
-
-
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``cli(*argv) -> (exit code, parsed JSON stdout or None)``."""
-
-    def run(*argv: str | Path) -> tuple[int, Any]:
-        capsys.readouterr()
-        code = main([str(arg) for arg in argv])
-        out = capsys.readouterr().out
-        return code, json.loads(out) if out.strip() else None
-
-    return run
 
 
 @pytest.fixture(scope="module")

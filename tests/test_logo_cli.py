@@ -43,19 +43,6 @@ def _one_torch_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture
-def cli(capsys: pytest.CaptureFixture[str]) -> Cli:
-    """``cli(*argv) -> (exit code, parsed JSON stdout or None)``."""
-
-    def run(*argv: str | Path) -> tuple[int, Any]:
-        capsys.readouterr()
-        code = main([str(arg) for arg in argv])
-        out = capsys.readouterr().out
-        return code, json.loads(out) if out.strip() else None
-
-    return run
-
-
 @pytest.fixture(scope="module")
 def logo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_logo_model(tmp_path_factory.mktemp("model") / "logo.pt")
