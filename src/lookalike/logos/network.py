@@ -21,10 +21,11 @@ from torch import nn
 from ..embeddings import ModelFingerprint
 from ..model.checkpoint import (
     CheckpointError,
-    atomic_torch_save,
     float_state,
     read_payload,
     state_dict_sha256,
+    stored_state,
+    write_payload,
 )
 from ..model.network import GeM
 
@@ -134,21 +135,14 @@ def save_logo_model(
     path: str | os.PathLike[str], network: LogoNet, metadata: dict[str, Any] | None = None
 ) -> Path:
     """Write atomically; weights stored as fp16 (the network is small either way)."""
-    state = {
-        key: (value.half() if value.is_floating_point() else value).detach().cpu()
-        for key, value in network.state_dict().items()
-    }
     payload = {
         "format": LOGO_CHECKPOINT_FORMAT,
         "version": LOGO_CHECKPOINT_VERSION,
         "config": network.config.to_dict(),
-        "state_dict": state,
+        "state_dict": stored_state(network, half=True),
         "metadata": metadata or {},
     }
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    atomic_torch_save(payload, target)
-    return target
+    return write_payload(path, payload)
 
 
 def load_logo_model(path: str | os.PathLike[str]) -> LogoModel:

@@ -40,17 +40,26 @@ def save_checkpoint(
     half: bool = False,
 ) -> Path:
     """Write atomically (temp file + rename). ``half`` stores float weights as fp16 (half size)."""
-    state = {
-        key: (value.half() if half and value.is_floating_point() else value).detach().cpu()
-        for key, value in network.state_dict().items()
-    }
     payload = {
         "format": CHECKPOINT_FORMAT,
         "version": CHECKPOINT_VERSION,
         "spec": spec.to_dict(),
-        "state_dict": state,
+        "state_dict": stored_state(network, half=half),
         "metadata": metadata or {},
     }
+    return write_payload(path, payload)
+
+
+def stored_state(network: nn.Module, *, half: bool) -> dict[str, torch.Tensor]:
+    """The network's weights on the CPU, float ones as fp16 when ``half``."""
+    return {
+        key: (value.half() if half and value.is_floating_point() else value).detach().cpu()
+        for key, value in network.state_dict().items()
+    }
+
+
+def write_payload(path: str | os.PathLike[str], payload: dict[str, Any]) -> Path:
+    """Save a checkpoint dict atomically, creating the folder; the twin of read_payload."""
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     atomic_torch_save(payload, target)
