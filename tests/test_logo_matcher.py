@@ -187,6 +187,8 @@ def test_scores_regions_and_point_pairs(
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
     for match in matches:
         bonus = config.inlier_weight * min(match.inliers, config.max_inlier_bonus)
+        bonus += config.alignment_weight * match.agreement
+        assert 0.0 <= match.agreement <= 1.0
         assert match.score == pytest.approx(match.descriptor_score + bonus, abs=1e-5)
         assert len(match.region) == 4
         assert len(match.point_pairs) == match.inliers
@@ -197,8 +199,10 @@ def test_scores_regions_and_point_pairs(
     for (px, py), (rx, ry) in best.point_pairs:
         assert x0 - margin <= px <= x1 + margin and y0 - margin <= py <= y1 + margin
         assert -2 <= rx <= rendering.width + 2 and -2 <= ry <= rendering.height + 2
-    # unverified logos keep the square window they were found in, inside the photo
+    # unconfirmed logos keep the square window they were found in, inside the photo
     for other in matches[1:]:
+        if other.agreement >= config.region_agreement:
+            continue  # the aligned outline is their region
         (ax, ay), (bx, by), (cx, cy), (dx, dy) = other.region
         assert (ay, bx, cy, dx) == (by, cx, dy, ax)  # axis-aligned: TL TR BR BL
         assert bx - ax == pytest.approx(cy - by, rel=1e-4)  # square

@@ -2,11 +2,14 @@
 
 1. The photo is cut into windows on a multi-scale grid (:mod:`.windows`), each embedded by
    the logo network; FAISS finds the nearest catalogue logos of every window.
-2. Per logo, its best window is kept; the best-scoring logos are verified geometrically:
-   SIFT keypoints of the area around the window against the clean logo (both polarities, so
-   a light-on-dark print matches a dark-on-light file), ratio test, RANSAC homography.
-3. A verified logo gets the homography's outline as its region and its inlier count raises
-   its score; an unverified one keeps its window as region and its descriptor score.
+2. Per logo, its best window is kept; the best-scoring logos are verified geometrically in
+   two complementary ways: SIFT keypoints of the area around the window against the clean
+   logo (both polarities, so a light-on-dark print matches a dark-on-light file), ratio test,
+   RANSAC homography -- strong on detailed logos; and outline alignment (:mod:`.alignment`)
+   -- strong on flat glyphs whose few corners all look alike.
+3. The score is the descriptor similarity + ``inlier_weight`` per keypoint inlier +
+   ``alignment_weight`` x outline agreement. The region is the keypoint homography's outline,
+   else the aligned outline when it agrees well, else the window.
 """
 
 from __future__ import annotations
@@ -22,16 +25,21 @@ from PIL import Image, ImageOps
 from ..embeddings import Embeddings
 from ..index import CatalogRecord
 from ..verify import LocalFeatures, Verification, match_and_verify, sift_features
+from .alignment import (
+    Alignment,
+    AlignmentConfig,
+    LogoTemplates,
+    PhotoGrey,
+    align_logo,
+    logo_templates,
+)
 from .catalog import LogoCatalog, embed_windows
+from .geometry import Point, Quad, plausible_view
 from .windows import WindowGrid, Windows, cut_windows, grey
 
-Point = tuple[float, float]
 REFERENCE_MIN_SHORT_SIDE = 128
 REFERENCE_MARGIN = 16
-
-
 REFERENCE_FEATURES = 300
-MAX_SIDE_RATIO = 2.5
 
 
 def _rescaled(features: LocalFeatures, factor: float, margin: int) -> LocalFeatures:
@@ -56,6 +64,9 @@ class LogoMatchConfig:
     ``context``: the verified area is the best window grown by this factor;
     ``region_side``: ... resized to this longest side for keypoints; ``min_inliers``: fewer
     RANSAC inliers count as no verification; ``inlier_weight``: score added per inlier;
+    ``alignment``: outline alignment settings, None to skip it; ``alignment_weight``: score
+    added per unit of outline agreement; ``region_agreement``: the aligned outline becomes
+    the region from this agreement up (when keypoints found none);
     ``threads``: photos of a batch verified in parallel."""
 
     grid: WindowGrid = field(default_factory=WindowGrid)
@@ -64,10 +75,13 @@ class LogoMatchConfig:
     min_score: float = 0.35
     verify: bool = True
     context: float = 1.5
-    region_side: int = 320
+    region_side: int = 256
     min_inliers: int = 5
     inlier_weight: float = 0.02
     max_inlier_bonus: int = 40
+    alignment: AlignmentConfig | None = field(default_factory=AlignmentConfig)
+    alignment_weight: float = 0.5
+    region_agreement: float = 0.8
     top_k: int = 5
     threads: int = 2
 
@@ -83,16 +97,19 @@ class LogoMatch:
     """A catalogue logo seen in a listing photo.
 
     ``region``: the logo's outline in photo pixels (TL, TR, BR, BL), from the homography when
-    ``inliers`` > 0, else the window it was found in; ``point_pairs``: the inlier keypoints as
-    (photo xy, xy in the logo's rendering), for evidence images.
+    ``inliers`` > 0, else from outline alignment when ``agreement`` reaches the config's
+    ``region_agreement``, else the window it was found in; ``agreement``: how well the logo's
+    aligned outline agrees with the photo (0..1, 0 when not aligned); ``point_pairs``: the
+    inlier keypoints as (photo xy, xy in the logo's rendering), for evidence images.
     """
 
     record: CatalogRecord
     score: float
     descriptor_score: float
     inliers: int
-    region: tuple[Point, Point, Point, Point]
+    region: Quad
     point_pairs: tuple[tuple[Point, Point], ...] = ()
+    agreement: float = 0.0
 
     @property
     def verified(self) -> bool:
@@ -106,23 +123,9 @@ class _Candidate:
     box: npt.NDArray[np.float32]  # x0, y0, x1, y1 of its best window
 
 
-def _box_corners(
-    box: Sequence[float] | npt.NDArray[np.float32],
-) -> tuple[Point, Point, Point, Point]:
+def _box_corners(box: Sequence[float] | npt.NDArray[np.float32]) -> Quad:
     x0, y0, x1, y1 = (float(v) for v in box)
     return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
-
-
-def _convex(quad: npt.NDArray[np.float64]) -> bool:
-    edges = np.roll(quad, -1, axis=0) - quad
-    following = np.roll(edges, -1, axis=0)
-    cross = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
-    return bool(np.all(cross > 0) or np.all(cross < 0))
-
-
-def _polygon_area(quad: npt.NDArray[np.float64]) -> float:
-    x, y = quad[:, 0], quad[:, 1]
-    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
 
 
 class LogoMatcher:
@@ -136,6 +139,7 @@ class LogoMatcher:
         self.config = config or LogoMatchConfig()
         # keyed by (item id, file sha256): a logo replaced under the same id is described anew
         self._reference_features: dict[tuple[str, str], tuple[LocalFeatures, LocalFeatures]] = {}
+        self._templates: dict[tuple[str, str], LogoTemplates] = {}
 
     def windows(self, image: Image.Image) -> Windows:
         """The photo's windows: cheap, torch-free, so decoding workers can cut them."""
@@ -189,14 +193,19 @@ class LogoMatcher:
         for record in tqdm(
             self.catalog.index.records(), desc="logo keypoints", disable=not progress
         ):
-            self._features_of(record, self.catalog.rendering(record))
+            rendering = self.catalog.rendering(record)
+            self._features_of(record, rendering)
+            if self.config.alignment is not None:
+                self._templates_of(record, rendering)
 
     def _finish(self, image: Image.Image, candidates: list[_Candidate]) -> list[LogoMatch]:
         matches = []
         crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]] = {}
+        alignment = self.config.alignment
+        photo = PhotoGrey.of(image, alignment.max_side) if alignment and candidates else None
         for rank, candidate in enumerate(candidates):
             if self.config.verify and rank < self.config.candidates:
-                matches.append(self._verified(image, candidate, crops))
+                matches.append(self._verified(image, candidate, crops, photo))
             else:
                 matches.append(self._unverified(candidate))
         matches.sort(key=lambda m: -m.score)
@@ -216,7 +225,44 @@ class LogoMatcher:
         image: Image.Image,
         candidate: _Candidate,
         crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]],
+        photo: PhotoGrey | None,
     ) -> LogoMatch:
+        aligned = self._aligned(photo, candidate)
+        keypoints = self._keypoint_match(image, candidate, crops)
+        score = candidate.score + self.config.alignment_weight * aligned.agreement
+        if keypoints is not None:
+            inliers, region, pairs = keypoints
+            bonus = self.config.inlier_weight * min(inliers, self.config.max_inlier_bonus)
+            score += bonus
+        elif aligned.quad is not None and aligned.agreement >= self.config.region_agreement:
+            inliers, region, pairs = 0, aligned.quad, ()
+        else:
+            inliers, region, pairs = 0, _box_corners(candidate.box), ()
+        return LogoMatch(
+            candidate.record,
+            round(score, 6),
+            round(candidate.score, 6),
+            inliers,
+            region,
+            pairs,
+            aligned.agreement,
+        )
+
+    def _aligned(self, photo: PhotoGrey | None, candidate: _Candidate) -> Alignment:
+        config = self.config.alignment
+        if photo is None or config is None:
+            return Alignment.none()
+        templates = self._templates_of(candidate.record, self.catalog.rendering(candidate.record))
+        x0, y0, x1, y1 = (float(v) for v in candidate.box)
+        return align_logo(photo, (x0, y0, x1, y1), templates, config)
+
+    def _keypoint_match(
+        self,
+        image: Image.Image,
+        candidate: _Candidate,
+        crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]],
+    ) -> tuple[int, Quad, tuple[tuple[Point, Point], ...]] | None:
+        """(inliers, region, point pairs) when keypoints confirm the candidate, else None."""
         key = tuple(float(v) for v in candidate.box)
         if key not in crops:  # candidates often share their best window: describe it once
             crop, origin, scale = self._context_crop(image, candidate.box)
@@ -229,25 +275,17 @@ class LogoMatcher:
             if found.inliers > best.inliers:
                 best = found
         if best.inliers < self.config.min_inliers or best.homography is None:
-            return self._unverified(candidate)
+            return None
         outline = self._outline(best.homography, reference.size)
         if outline is None:
-            return self._unverified(candidate)
+            return None
         to_photo = lambda xy: (float(origin[0] + xy[0] / scale), float(origin[1] + xy[1] / scale))  # noqa: E731
         region = tuple(to_photo(xy) for xy in outline)
         pairs = tuple(
             (to_photo(q), (float(r[0]), float(r[1])))
             for q, r in zip(best.query_points, best.reference_points, strict=True)
         )
-        bonus = self.config.inlier_weight * min(best.inliers, self.config.max_inlier_bonus)
-        return LogoMatch(
-            candidate.record,
-            round(candidate.score + bonus, 6),
-            round(candidate.score, 6),
-            best.inliers,
-            (region[0], region[1], region[2], region[3]),
-            pairs,
-        )
+        return best.inliers, (region[0], region[1], region[2], region[3]), pairs
 
     def _context_crop(
         self, image: Image.Image, box: npt.NDArray[np.float32]
@@ -265,6 +303,15 @@ class LogoMatcher:
         crop = grey(region).resize(size, Image.Resampling.BILINEAR)
         # rounding of the crop box: recompute the exact scale and origin actually used
         return crop, (float(round(left)), float(round(top))), size[0] / max(1, region.width)
+
+    def _templates_of(self, record: CatalogRecord, rendering: Image.Image) -> LogoTemplates:
+        assert self.config.alignment is not None
+        key = (record.item_id, record.sha256)
+        cached = self._templates.get(key)
+        if cached is None:
+            cached = logo_templates(rendering, self.config.alignment)
+            self._templates[key] = cached
+        return cached
 
     def _features_of(
         self, record: CatalogRecord, rendering: Image.Image
@@ -305,12 +352,4 @@ class LogoMatcher:
         if np.any(mapped[2] <= 1e-9):
             return None
         quad = (mapped[:2] / mapped[2]).T
-        if not _convex(quad) or _polygon_area(quad) < 64.0:
-            return None
-        # opposite sides of a logo seen in mild perspective keep similar lengths; a chance
-        # homography through a few random matches usually does not
-        sides = np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1)
-        for first, second in ((sides[0], sides[2]), (sides[1], sides[3])):
-            if min(first, second) <= 0 or max(first, second) / min(first, second) > MAX_SIDE_RATIO:
-                return None
-        return quad
+        return quad if plausible_view(quad) else None

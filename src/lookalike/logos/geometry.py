@@ -1,0 +1,41 @@
+"""Is a quadrilateral a plausible view of a flat logo? Shared by keypoint verification and
+outline alignment, which both end with a homography that may be a chance fit."""
+
+from __future__ import annotations
+
+import numpy as np
+import numpy.typing as npt
+
+Point = tuple[float, float]
+Quad = tuple[Point, Point, Point, Point]  # TL, TR, BR, BL
+
+# opposite sides of a logo seen in mild perspective keep similar lengths; a chance homography
+# through a few random matches usually does not
+MAX_SIDE_RATIO = 2.5
+MIN_AREA = 64.0  # square pixels
+
+
+def _convex(quad: npt.NDArray[np.float64]) -> bool:
+    edges = np.roll(quad, -1, axis=0) - quad
+    following = np.roll(edges, -1, axis=0)
+    cross = edges[:, 0] * following[:, 1] - edges[:, 1] * following[:, 0]
+    return bool(np.all(cross > 0) or np.all(cross < 0))
+
+
+def polygon_area(quad: npt.NDArray[np.float64]) -> float:
+    x, y = quad[:, 0], quad[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2)
+
+
+def plausible_view(quad: npt.NDArray[np.float64], min_area: float = MIN_AREA) -> bool:
+    """A (4, 2) outline that is finite, convex, not tiny, and whose opposite sides differ
+    by at most :data:`MAX_SIDE_RATIO`."""
+    if quad.shape != (4, 2) or not np.all(np.isfinite(quad)):
+        return False
+    if not _convex(quad) or polygon_area(quad) < min_area:
+        return False
+    sides = np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1)
+    for first, second in ((sides[0], sides[2]), (sides[1], sides[3])):
+        if min(first, second) <= 0 or max(first, second) / min(first, second) > MAX_SIDE_RATIO:
+            return False
+    return True
