@@ -59,8 +59,9 @@ class Thresholds:
 class Match:
     """A catalogue image the listing photo resembles, or (``kind`` "logo") a catalogue logo
     it shows: then ``region`` outlines the logo in listing pixels (TL, TR, BR, BL),
-    ``inliers`` counts the keypoints that confirm it (0: found by its descriptor alone) and
-    ``expected_precision`` comes from the logo calibration."""
+    ``inliers`` counts the keypoints that confirm it (0: none did), ``agreement`` says how
+    well the logo's aligned outline agrees with the photo (0..1) and ``expected_precision``
+    comes from the logo calibration."""
 
     item_id: str
     score: float
@@ -72,6 +73,7 @@ class Match:
     region: tuple[Point, ...] | None = None
     inliers: int | None = None
     expected_precision: float | None = None
+    agreement: float | None = None
     # (listing xy, reference xy) keypoint pairs behind ``inliers``, for evidence pictures;
     # left out of to_dict (too bulky for every result row).
     point_pairs: tuple[tuple[Point, Point], ...] = field(default=(), repr=False, compare=False)
@@ -317,6 +319,7 @@ class Detector:
             region,
             found.inliers,
             expected,
+            round(found.agreement, 4),
             pairs,
         )
 

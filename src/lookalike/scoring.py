@@ -344,6 +344,7 @@ def parquet_schema() -> Any:
             ("region", pa.list_(pa.list_(pa.float64()))),
             ("inliers", pa.int64()),
             ("expected_precision", pa.float64()),
+            ("agreement", pa.float64()),
         ]
     )
     return pa.schema(

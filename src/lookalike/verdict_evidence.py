@@ -28,8 +28,10 @@ def _details(match: Match) -> tuple[str, ...]:
     lines = [f"score {match.score:.3f}{precision}"]
     if match.inliers:
         lines.append(f"{match.inliers} keypoints agree with one perspective view")
-    elif match.kind == "logo":
-        lines.append("found by its descriptor only (no keypoint confirmation)")
+    if match.agreement:
+        lines.append(f"outline alignment agrees {match.agreement:.0%}")
+    if match.kind == "logo" and not match.inliers and not match.agreement:
+        lines.append("found by its descriptor only (no geometric confirmation)")
     lines.append(f"catalogue item {match.item_id}")
     return tuple(lines)
 

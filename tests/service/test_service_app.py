@@ -145,7 +145,7 @@ def test_missing_index_without_create_index_fails_start_up(
 
 def test_batcher_gathers_skips_cancelled_and_refuses_after_close(service_env: ServiceEnv) -> None:
     detector = load_detector(service_env.index_dir, model=service_env.embedder)
-    pixels = [detector.embedder.load(listing_jpeg(n)) for n in range(5)]
+    pixels = [detector.prepare(listing_jpeg(n)) for n in range(5)]
     sizes: list[int] = []
 
     async def scenario() -> None:

@@ -12,7 +12,14 @@ import numpy as np
 from PIL import Image
 
 from ..logos.windows import WindowGrid, Windows, cut_windows
-from .decode import DEFAULT_MAX_PIXELS, ImageDecodeError, ImageSource, decode_image, full_size
+from .decode import (
+    DEFAULT_MAX_BYTES,
+    DEFAULT_MAX_PIXELS,
+    ImageDecodeError,
+    ImageSource,
+    decode_image,
+    full_size,
+)
 from .sources import ImageInput
 
 __all__ = ["PreparedImage", "Preprocessor", "model_input", "shrink"]
@@ -61,6 +68,7 @@ class Preprocessor:
     input_size: int
     keep_side: int | None = None
     max_pixels: int = DEFAULT_MAX_PIXELS
+    max_bytes: int = DEFAULT_MAX_BYTES
     logo_grid: WindowGrid | None = None
     logo_input_size: int = 48
 
@@ -77,7 +85,9 @@ class Preprocessor:
 
     def _prepare(self, source: ImageSource) -> PreparedImage:
         draft = max(self.input_size, self.keep_side or 0)
-        image = decode_image(source, max_pixels=self.max_pixels, draft_size=draft)
+        image = decode_image(
+            source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=draft
+        )
         kept = shrink(image, self.keep_side) if self.keep_side else None
         windows = None
         if self.logo_grid is not None:

@@ -186,17 +186,26 @@ class LogoMatcher:
         return ranked[: max(self.config.candidates, self.config.top_k)]
 
     def warm_up(self, *, progress: bool = False) -> None:
-        """Compute every catalogue logo's keypoints now rather than on first use (a batch
-        job's steady state; about 20 ms per logo, up to ~80 KB each in memory)."""
+        """Describe every catalogue logo now rather than on first use (a batch job's steady
+        state): keypoints and alignment templates, ~30 ms per logo on ``threads`` threads
+        (OpenCV releases the GIL), up to ~90 KB each in memory."""
         from tqdm.auto import tqdm
 
-        for record in tqdm(
-            self.catalog.index.records(), desc="logo keypoints", disable=not progress
-        ):
+        def describe(record: CatalogRecord) -> None:
             rendering = self.catalog.rendering(record)
             self._features_of(record, rendering)
             if self.config.alignment is not None:
                 self._templates_of(record, rendering)
+
+        records = list(self.catalog.index.records())
+        with ThreadPoolExecutor(max(1, self.config.threads)) as pool:
+            for _ in tqdm(
+                pool.map(describe, records),
+                total=len(records),
+                desc="logo keypoints",
+                disable=not progress,
+            ):
+                pass
 
     def _finish(self, image: Image.Image, candidates: list[_Candidate]) -> list[LogoMatch]:
         matches = []

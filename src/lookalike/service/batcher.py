@@ -1,8 +1,9 @@
 """Micro-batching: concurrent requests share one forward pass, run off the event loop.
 
-Requests put their preprocessed pixels on an asyncio queue; one worker task takes the first,
-waits up to ``max_wait_s`` for more (up to ``max_batch``), and runs ``Detector.check_pixels``
-on the stacked batch in the single inference thread. While a batch runs, new requests queue
+Requests put their prepared photos on an asyncio queue; one worker task takes the first,
+waits up to ``max_wait_s`` for more (up to ``max_batch``), and runs
+``Detector.check_prepared`` on the batch (one forward pass; logo search too when the index
+has logos) in the single inference thread. While a batch runs, new requests queue
 up, so under load the next batch is already full and nobody waits for the timer.
 
 One thread owns torch: a second inference thread would only split the same cores, and the
@@ -22,6 +23,7 @@ from typing import TypeVar
 
 import torch
 
+from ..data.preprocess import PreparedImage
 from ..detect import Detector, Verdict
 
 log = logging.getLogger("lookalike.service")
@@ -41,7 +43,7 @@ class BatchResult:
 
 @dataclass
 class _Pending:
-    pixels: torch.Tensor
+    prepared: PreparedImage
     future: asyncio.Future[BatchResult]
     enqueued: float
 
@@ -51,7 +53,7 @@ class BatcherClosedError(RuntimeError):
 
 
 class MicroBatcher:
-    """``submit(pixels)`` -> the verdict of that one image, computed in a shared batch."""
+    """``submit(prepared)`` -> the verdict of that one photo, computed in a shared batch."""
 
     def __init__(
         self,
@@ -103,12 +105,12 @@ class MicroBatcher:
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=True)
 
-    async def submit(self, pixels: torch.Tensor) -> BatchResult:
-        """``pixels``: one preprocessed uint8 image (3, S, S)."""
+    async def submit(self, prepared: PreparedImage) -> BatchResult:
+        """``prepared``: one photo as ``detector.preprocessor`` prepares it."""
         if not self.running:
             raise BatcherClosedError("the inference worker is not running")
         future: asyncio.Future[BatchResult] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Pending(pixels, future, time.perf_counter()))
+        self._queue.put_nowait(_Pending(prepared, future, time.perf_counter()))
         self._arrived.set()
         return await future
 
@@ -166,10 +168,12 @@ class MicroBatcher:
 
     async def _run(self, live: list[_Pending]) -> None:
         assert self._executor is not None
-        pixels = torch.stack([pending.pixels for pending in live])
+        prepared = [pending.prepared for pending in live]
         started = time.perf_counter()
         loop = asyncio.get_running_loop()
-        verdicts = await loop.run_in_executor(self._executor, self.detector.check_pixels, pixels)
+        verdicts = await loop.run_in_executor(
+            self._executor, self.detector.check_prepared, prepared
+        )
         inference_s = time.perf_counter() - started
         for pending, verdict in zip(live, verdicts, strict=True):
             if not pending.future.done():

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 from ..data.decode import ImageDecodeError
+from ..data.preprocess import Preprocessor
 from ..detect import Verdict
-from ..model import Embedder
 from .batcher import MicroBatcher
 from .errors import ApiError, CheckTimeoutError, decode_error
 from .evidence import EvidenceEntry, EvidenceStore, Region, whole_image_region
@@ -60,7 +60,7 @@ class CheckFailure:
 class CheckService:
     def __init__(
         self,
-        embedder: Embedder,
+        preprocessor: Preprocessor,
         batcher: MicroBatcher,
         evidence: EvidenceStore,
         metrics: ServiceMetrics,
@@ -69,7 +69,7 @@ class CheckService:
         decode_workers: int,
         timeout_s: float,
     ) -> None:
-        self.embedder = embedder
+        self.preprocessor = preprocessor
         self.batcher = batcher
         self.evidence = evidence
         self.metrics = metrics
@@ -83,7 +83,7 @@ class CheckService:
     async def decode(self, data: bytes) -> DecodedImage:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(
-            self._decoders, decode_for_model, data, self.embedder, self.limits
+            self._decoders, decode_for_model, data, self.preprocessor, self.limits
         )
 
     async def check(self, upload: ListingUpload) -> CheckOutcome:
@@ -113,9 +113,9 @@ class CheckService:
         started = time.perf_counter()
         decoded = await self.decode(upload.data)
         decoded_at = time.perf_counter()
-        result = await self.batcher.submit(decoded.pixels)
+        result = await self.batcher.submit(decoded.prepared)
         verdict = result.verdict
-        # Whole-photo copies: the region is the whole listing. Logo matching will give boxes.
+        # Whole-photo copies: the region is the whole listing (logos carry their own).
         regions = tuple(whole_image_region(decoded.size) for _ in verdict.matches)
         verdict_id = uuid.uuid4().hex
         self.evidence.put(

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image, ImageDraw, ImageFont
 
 from ..data.decode import ImageDecodeError, decode_image, read_image_bytes
-from ..detect import Match, Verdict
+from ..detect import Detector, Match, Verdict
 
 TILE = 320  # each picture is fitted into a TILE x TILE box
 CAPTION = 64  # caption band under each tile
@@ -28,8 +28,8 @@ LABEL_COLOURS = {"copy": (200, 30, 30), "review": (220, 140, 0), "clear": (30, 1
 
 @dataclass(frozen=True)
 class Region:
-    """A box in listing-image pixels. For whole-photo copies it is the whole listing; logo
-    matching will give tighter boxes."""
+    """A box in listing-image pixels. For whole-photo copies it is the whole listing; for
+    logos, the box around the logo's outline."""
 
     x: int
     y: int
@@ -80,6 +80,37 @@ class EvidenceStore:
 
 def whole_image_region(size: tuple[int, int]) -> Region:
     return Region(0, 0, size[0], size[1])
+
+
+def outline_box(outline: Sequence[tuple[float, float]], size: tuple[int, int]) -> Region | None:
+    """The box around a logo's outline (listing pixels), clipped to the listing."""
+    if not outline:
+        return None
+    xs = [min(max(x, 0.0), float(size[0])) for x, _ in outline]
+    ys = [min(max(y, 0.0), float(size[1])) for _, y in outline]
+    left, top = int(min(xs)), int(min(ys))
+    return Region(left, top, max(0, round(max(xs)) - left), max(0, round(max(ys)) - top))
+
+
+def render_logo_evidence(
+    entry: EvidenceEntry, detector: Detector, *, max_pixels: int
+) -> bytes | None:
+    """PNG of a verdict with logos worth showing (at or above the logo review threshold):
+    the library's evidence picture, with each logo's outline and matched keypoints; None
+    when no logo qualifies (or the listing cannot be decoded again)."""
+    from ..evidence import render_evidence as render_panels
+    from ..verdict_evidence import evidence_panels
+
+    panels = evidence_panels(detector, entry.verdict)
+    if not any(panel.region is not None for panel in panels):
+        return None
+    try:
+        listing = decode_image(entry.listing, max_pixels=max_pixels)
+    except ImageDecodeError:
+        return None
+    out = io.BytesIO()
+    render_panels(listing, panels).save(out, format="PNG", optimize=False)
+    return out.getvalue()
 
 
 def render_evidence(entry: EvidenceEntry, *, max_matches: int, max_pixels: int) -> bytes:

@@ -1,15 +1,14 @@
-"""Uploaded bytes -> the model's input tensor, through the project's one safe decoder."""
+"""Uploaded bytes -> the detector's prepared input, through the project's one safe decoder."""
 
 from __future__ import annotations
 
 import io
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from PIL import Image
 
-from ..data.decode import decode_image
-from ..model import Embedder
+from ..data.preprocess import PreparedImage, Preprocessor
 
 _EXIF_ORIENTATION = 0x0112
 _SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the picture 90 degrees
@@ -17,12 +16,18 @@ _SWAPS_SIDES = frozenset({5, 6, 7, 8})  # EXIF orientations that turn the pictur
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """``pixels``: uint8 (3, S, S) for the embedder; ``size``: the upright full-size (w, h),
-    which is what the client sees and what regions are measured in."""
+    """``prepared``: what the detector checks (model input; with logo search, a kept copy of
+    the photo and its windows); ``size``: the upright full-size (w, h), which is what the
+    client sees and what regions are measured in."""
 
-    pixels: torch.Tensor
+    prepared: PreparedImage
     size: tuple[int, int]
     format: str | None
+
+    @property
+    def pixels(self) -> torch.Tensor:
+        """uint8 (3, S, S) model input."""
+        return torch.from_numpy(self.prepared.pixels)
 
 
 @dataclass(frozen=True)
@@ -31,17 +36,14 @@ class ImageLimits:
     max_pixels: int
 
 
-def decode_for_model(data: bytes, embedder: Embedder, limits: ImageLimits) -> DecodedImage:
+def decode_for_model(data: bytes, preprocessor: Preprocessor, limits: ImageLimits) -> DecodedImage:
     """Raises ImageDecodeError (mapped to 413/415/422) for anything that is not a safe image."""
-    # JPEGs decode at reduced scale (draft) near the model's input size: several times cheaper.
-    image = decode_image(
-        data,
-        max_pixels=limits.max_pixels,
-        max_bytes=limits.max_bytes,
-        draft_size=embedder.input_size,
-    )
-    size, image_format = _upright_size(data, image.size)
-    return DecodedImage(embedder.preprocess(image), size, image_format)
+    # JPEGs decode at reduced scale (draft) near the sizes needed: several times cheaper.
+    limited = replace(preprocessor, max_pixels=limits.max_pixels, max_bytes=limits.max_bytes)
+    prepared = limited(data)
+    decoded_size = prepared.source_size or (prepared.pixels.shape[2], prepared.pixels.shape[1])
+    size, image_format = _upright_size(data, decoded_size)
+    return DecodedImage(prepared, size, image_format)
 
 
 def _upright_size(data: bytes, fallback: tuple[int, int]) -> tuple[tuple[int, int], str | None]:

@@ -30,7 +30,7 @@ class ErrorResponse(BaseModel):
 
 class Region(BaseModel):
     """A box in the listing image's pixels (upright, full size). For whole-photo copies it is
-    the whole listing; logo matching will return tighter boxes."""
+    the whole listing; for logos, the box around the logo's outline."""
 
     x: int
     y: int
@@ -54,6 +54,29 @@ class MatchOut(BaseModel):
         default=None, description="Where in the listing the match is; null when unknown."
     )
     image_url: str = Field(description="The catalogue image (moderator key needed).")
+
+
+class LogoOut(BaseModel):
+    """A catalogue logo seen in the listing photo."""
+
+    item_id: str
+    brand: str | None
+    score: float = Field(
+        description="Logo score: descriptor similarity + keypoint and outline-alignment "
+        "bonuses; compare it with the logo thresholds, not the photo ones."
+    )
+    expected_precision: float | None = Field(
+        description="Share of logo finds with this score that are right, from the logo "
+        "model's calibration; null while uncalibrated."
+    )
+    inliers: int = Field(description="Keypoints that agree with one perspective view (0: none).")
+    agreement: float = Field(
+        description="How well the logo's aligned outline agrees with the photo, 0..1."
+    )
+    region: Region | None = Field(description="Box around the logo in the listing, clipped to it.")
+    outline: list[tuple[float, float]] = Field(
+        description="The logo's corners in the listing (TL, TR, BR, BL): a perspective view."
+    )
 
 
 class ModelInfo(BaseModel):
@@ -85,6 +108,7 @@ VERDICT_EXAMPLE: dict[str, Any] = {
     "expected_precision": None,
     "listing_id": "L-1001",
     "seller_id": "S-77",
+    "basis": "photo",
     "listing_size": {"width": 800, "height": 800},
     "matches": [
         {
@@ -124,9 +148,12 @@ class CheckResponse(BaseModel):
 
     verdict_id: str = Field(description="Names this verdict's evidence image for a while.")
     label: Literal["copy", "logo", "review", "clear"] = Field(
-        description="score >= copy threshold: copy; >= review threshold: review; else clear. "
-        "`logo` (a catalogue logo seen in the photo) comes from logo search, which the batch "
-        "paths (`lookalike check`/`score`) run; this API does not run it yet."
+        description="copy (reuses a catalogue photo) > logo (shows a catalogue logo) > review "
+        "> clear, each from its score against its thresholds. Logo search runs when the "
+        "index has logos."
+    )
+    basis: Literal["photo", "logo"] = Field(
+        description="Which search decided the label: `matches` (photo) or `logos` (logo)."
     )
     score: float = Field(description="The best match's similarity (0 with an empty catalogue).")
     expected_precision: float | None = Field(
@@ -137,6 +164,9 @@ class CheckResponse(BaseModel):
     seller_id: str | None
     listing_size: Size
     matches: list[MatchOut] = Field(description="Best first; at most top_k.")
+    logos: list[LogoOut] = Field(
+        default_factory=list, description="Logos found in the photo, best first."
+    )
     model: ModelInfo
     index: IndexInfo
     timing: Timing

@@ -71,9 +71,9 @@ def load_service_detector(settings: Settings, embedder: Embedder | None) -> Dete
         precision=settings.precision,
         threads=threads,
         batch_size=max(32, settings.max_batch),
-        # The micro-batcher sends model inputs only (no photos for keypoints), so the service
-        # runs descriptor-only, with that mode's calibration and thresholds. Re-ranking in the
-        # service needs the batcher to carry the photos: a follow-up.
+        # Whole-photo re-ranking (ORB on a shortlist) costs ~4x the check time: the service
+        # answers interactive calls descriptor-only, with that mode's calibration and
+        # thresholds. Logo search runs when the index has logos (load_detector's default).
         verify=False,
     )
 
@@ -107,7 +107,7 @@ def build_state(
     evidence = EvidenceStore(settings.evidence_cache_items, settings.evidence_cache_bytes)
     limits = ImageLimits(settings.max_image_bytes, settings.max_image_pixels)
     checks = CheckService(
-        detector.embedder,
+        detector.preprocessor,
         batcher,
         evidence,
         metrics,

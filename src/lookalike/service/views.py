@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
+from ..detect import Match
 from ..index import CatalogRecord
 from . import schemas
 from .checking import CheckFailure, CheckOutcome
-from .evidence import Region
+from .evidence import Region, outline_box
 from .state import ServiceState
 
 
@@ -53,6 +54,7 @@ def check_response(state: ServiceState, outcome: CheckOutcome) -> schemas.CheckR
         )
         for match, region in zip(verdict.matches, outcome.regions, strict=True)
     ]
+    logos = [_logo_out(logo, outcome.listing_size) for logo in verdict.logos]
     timing = outcome.timing
     return schemas.CheckResponse(
         verdict_id=outcome.verdict_id,
@@ -62,7 +64,9 @@ def check_response(state: ServiceState, outcome: CheckOutcome) -> schemas.CheckR
         listing_id=outcome.listing_id,
         seller_id=outcome.seller_id,
         listing_size=schemas.Size(width=outcome.listing_size[0], height=outcome.listing_size[1]),
+        basis=verdict.basis,
         matches=matches,
+        logos=logos,
         model=model_info(state),
         index=index_info(state),
         timing=schemas.Timing(
@@ -73,6 +77,20 @@ def check_response(state: ServiceState, outcome: CheckOutcome) -> schemas.CheckR
             batch_size=timing.batch_size,
         ),
         evidence_url=evidence_url(outcome.verdict_id),
+    )
+
+
+def _logo_out(match: Match, listing_size: tuple[int, int]) -> schemas.LogoOut:
+    outline = [(float(x), float(y)) for x, y in match.region or ()]
+    return schemas.LogoOut(
+        item_id=match.item_id,
+        brand=match.brand,
+        score=match.score,
+        expected_precision=match.expected_precision,
+        inliers=match.inliers or 0,
+        agreement=match.agreement or 0.0,
+        region=_region(outline_box(outline, listing_size)),
+        outline=outline,
     )
 
 

@@ -8,7 +8,7 @@ from fastapi import APIRouter, Response
 
 from ..auth import Moderator
 from ..errors import ApiError
-from ..evidence import render_evidence
+from ..evidence import render_evidence, render_logo_evidence
 from ..state import State
 from .common import AUTH_ERRORS, error_responses
 
@@ -35,10 +35,17 @@ async def evidence_image(verdict_id: str, key: Moderator, state: State) -> Respo
             f"no evidence for verdict {verdict_id!r}: unknown, or older than the last "
             f"{state.settings.evidence_cache_items} verdicts",
         )
-    png = await asyncio.to_thread(
-        render_evidence,
-        entry,
-        max_matches=state.settings.evidence_matches,
-        max_pixels=state.settings.max_image_pixels,
-    )
+    max_pixels = state.settings.max_image_pixels
+    png = None
+    if entry.verdict.logos:
+        png = await asyncio.to_thread(
+            render_logo_evidence, entry, state.detector, max_pixels=max_pixels
+        )
+    if png is None:
+        png = await asyncio.to_thread(
+            render_evidence,
+            entry,
+            max_matches=state.settings.evidence_matches,
+            max_pixels=max_pixels,
+        )
     return Response(png, media_type="image/png", headers={"Cache-Control": "private, max-age=3600"})
