@@ -58,6 +58,7 @@ def _detector_from_args(args: argparse.Namespace) -> Detector:
         batch_size=args.batch_size,
         verify=getattr(args, "verify", None),
         logos=False if getattr(args, "no_logos", False) else None,
+        tiles=getattr(args, "tiles", None),
     )
     _warn_untrained(detector.embedder)
     return detector
@@ -384,6 +385,7 @@ def cmd_calibrate_logos(args: argparse.Namespace) -> int:
 
 
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    from .data.tiles import TileConfig
     from .rerank import RerankConfig
     from .training.calibrate_model import calibrate_model
 
@@ -396,6 +398,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         args.out,
         work=args.work,
         rerank=rerank,
+        tiles=None if args.no_tiles else TileConfig(),
         progress=not args.quiet,
     )
     _print_json(
@@ -456,6 +459,13 @@ def _add_verify_option(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="re-rank the descriptor's shortlist with local features (ORB + RANSAC); "
         "default: as the model was calibrated",
+    )
+    parser.add_argument(
+        "--tiles",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="also search parts of each photo (collages, pastes): slower; default: as the "
+        "model was calibrated (on with re-ranking)",
     )
 
 
@@ -689,6 +699,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         metavar=("LOW", "HIGH"),
         help="verify only queries whose descriptor score is in [LOW, HIGH)",
+    )
+    cal.add_argument(
+        "--no-tiles", action="store_true", help="calibrate re-ranking without query tiles"
     )
     cal.add_argument("--quiet", action="store_true")
     cal.set_defaults(func=cmd_calibrate)

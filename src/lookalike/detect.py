@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -13,6 +14,7 @@ from PIL import Image
 
 from .data.decode import ImageSource
 from .data.preprocess import PreparedImage, Preprocessor
+from .data.tiles import TileConfig
 from .embeddings import EmbedderMismatchError, Embeddings
 from .index import CatalogIndex, SearchHit
 from .logos.catalog import LogoCatalog, has_logo_index, logo_index_dir
@@ -135,7 +137,9 @@ class Detector:
 
     With a ``verifier`` the descriptor's shortlist is re-ranked by local-feature verification
     (see :mod:`lookalike.rerank`); scores are then fused scores, which a calibration made
-    with the same verifier settings maps to expected precision.
+    with the same verifier settings maps to expected precision. With ``tiles`` the parts of
+    each photo are searched too (collages, pastes; see :mod:`lookalike.data.tiles`): photos
+    prepared by :attr:`preprocessor` carry them.
     """
 
     def __init__(
@@ -148,6 +152,7 @@ class Detector:
         verifier: LocalVerifier | None = None,
         top_k: int = 5,
         logo_matcher: LogoMatcher | None = None,
+        tiles: TileConfig | None = None,
     ) -> None:
         if embedder.fingerprint != index.model:
             raise EmbedderMismatchError(index.model, embedder.fingerprint)
@@ -165,6 +170,7 @@ class Detector:
         self.calibration = calibration
         self.verifier = verifier
         self.top_k = top_k
+        self.tiles = tiles
         self.logo_matcher = logo_matcher
         logo_metadata = logo_matcher.catalog.model.metadata if logo_matcher else {}
         # Logo scores live on their own scale: their own thresholds ("copy" = report a logo)
@@ -180,13 +186,14 @@ class Detector:
         """What turns a photo into this detector's input; picklable, for worker processes."""
         keep = self.verifier.config.max_side if self.verifier else None
         if self.logo_matcher is None:
-            return Preprocessor(self.embedder.input_size, keep)
+            return Preprocessor(self.embedder.input_size, keep, tiles=self.tiles)
         grid = self.logo_matcher.config.grid
         return Preprocessor(
             self.embedder.input_size,
             max(keep or 0, grid.max_side),
             logo_grid=grid,
             logo_input_size=self.logo_matcher.catalog.model.config.input_size,
+            tiles=self.tiles,
         )
 
     def prepare(self, source: ImageSource) -> PreparedImage:
@@ -207,9 +214,9 @@ class Detector:
     ) -> list[Verdict]:
         if not prepared:
             return []
-        pixels = torch.from_numpy(np.stack([item.pixels for item in prepared]))
+        whole, tiles = self.embed_prepared(prepared)
         originals = [item.image for item in prepared]
-        verdicts = self.check_pixels(pixels, top_k=top_k, originals=originals)
+        verdicts = self.check_vectors(whole, tiles, top_k=top_k, originals=originals)
         if self.logo_matcher is None:
             return verdicts
         return self.with_logos(verdicts, prepared)
@@ -240,6 +247,48 @@ class Detector:
             verdicts_out.append(self.verdict_from(verdict.matches, logo_matches, scale=scale))
         return verdicts_out
 
+    def embed_prepared(
+        self, prepared: Sequence[PreparedImage]
+    ) -> tuple[np.ndarray, list[np.ndarray] | None]:
+        """Descriptors of the photos (N, D) and, when this detector searches tiles and the
+        photos carry them, of each photo's tiles ((T, D) each), in one pass of the model."""
+        pixels = [item.pixels[None] for item in prepared]
+        use_tiles = self.tiles is not None and all(item.tiles is not None for item in prepared)
+        counts = [len(item.tiles) for item in prepared if item.tiles is not None]
+        if use_tiles:
+            pixels += [item.tiles for item in prepared if item.tiles is not None]
+        vectors = self.embedder.embed_pixels(torch.from_numpy(np.concatenate(pixels)))
+        whole = vectors[: len(prepared)]
+        if not use_tiles:
+            return whole, None
+        bounds = np.cumsum([len(prepared), *counts])
+        return whole, [vectors[start:end] for start, end in itertools.pairwise(bounds)]
+
+    def check_vectors(
+        self,
+        whole: np.ndarray,
+        tiles: Sequence[np.ndarray] | None = None,
+        *,
+        top_k: int | None = None,
+        originals: Sequence[Image.Image | None] | None = None,
+    ) -> list[Verdict]:
+        """Verdicts from :meth:`embed_prepared`'s descriptors: a catalogue photo scores its
+        best over the whole photo and its tiles (a tile's score lowered by the penalty)."""
+        if tiles is None or self.tiles is None:
+            return self.check_embeddings(
+                Embeddings(whole, self.embedder.fingerprint), top_k=top_k, originals=originals
+            )
+        k = self._search_depth(top_k)
+        rows = self.index.search(Embeddings(whole, self.embedder.fingerprint), k)
+        flat = np.concatenate(list(tiles)) if len(tiles) else whole[:0]
+        tile_rows = self.index.search(Embeddings(flat, self.embedder.fingerprint), k)
+        merged, start = [], 0
+        for hits, photo_tiles in zip(rows, tiles, strict=True):
+            parts = tile_rows[start : start + len(photo_tiles)]
+            start += len(photo_tiles)
+            merged.append(_merge_tile_hits(hits, parts, self.tiles.penalty, k))
+        return self._verdicts(merged, top_k, originals)
+
     def check_pixels(
         self,
         pixels: torch.Tensor,
@@ -260,9 +309,20 @@ class Detector:
         top_k: int | None = None,
         originals: Sequence[Image.Image | None] | None = None,
     ) -> list[Verdict]:
-        top_k = top_k or self.top_k
+        rows = self.index.search(embeddings, self._search_depth(top_k))
+        return self._verdicts(rows, top_k, originals)
+
+    def _search_depth(self, top_k: int | None) -> int:
         shortlist = self.verifier.config.shortlist if self.verifier else 0
-        rows = self.index.search(embeddings, max(top_k, shortlist))
+        return max(top_k or self.top_k, shortlist)
+
+    def _verdicts(
+        self,
+        rows: Sequence[Sequence[SearchHit]],
+        top_k: int | None,
+        originals: Sequence[Image.Image | None] | None,
+    ) -> list[Verdict]:
+        top_k = top_k or self.top_k
         verdicts, verifier = [], self.verifier
         for position, hits in enumerate(rows):
             original = originals[position] if originals is not None else None
@@ -324,6 +384,21 @@ class Detector:
         )
 
 
+def _merge_tile_hits(
+    whole: Sequence[SearchHit], tiles: Sequence[Sequence[SearchHit]], penalty: float, k: int
+) -> list[SearchHit]:
+    """The ``k`` best catalogue photos over the whole photo and its tiles, each once at its
+    best score (a tile's lowered by ``penalty``)."""
+    best: dict[str, SearchHit] = {hit.record.item_id: hit for hit in whole}
+    for hits in tiles:
+        for hit in hits:
+            score = hit.score - penalty
+            kept = best.get(hit.record.item_id)
+            if kept is None or score > kept.score:
+                best[hit.record.item_id] = replace(hit, score=score)
+    return sorted(best.values(), key=lambda hit: hit.score, reverse=True)[:k]
+
+
 def load_detector(
     index_dir: str | os.PathLike[str],
     *,
@@ -335,6 +410,7 @@ def load_detector(
     batch_size: int = 32,
     verify: bool | RerankConfig | None = None,
     logos: bool | LogoMatchConfig | None = None,
+    tiles: bool | TileConfig | None = None,
 ) -> Detector:
     """Load an index and the embedder that built it (or ``model``, which must match it).
 
@@ -342,6 +418,9 @@ def load_detector(
     ``rerank`` settings it was calibrated with, if any), True uses those or the defaults,
     False turns it off, a RerankConfig sets it. ``logos``: logo search — None or True use
     the index's logo catalogue when it has one, False turns it off, a LogoMatchConfig sets it.
+    ``tiles``: query tiles — None follows the model's recommendation (the ``tiles`` settings
+    its re-ranking mode was calibrated with, used when re-ranking is on), True uses those or
+    the defaults, False turns them off, a TileConfig sets them.
     """
     index = CatalogIndex.load(index_dir)
     logo_matcher = None
@@ -363,14 +442,30 @@ def load_detector(
         )
     else:
         raise ValueError(f"{index_dir}: the index does not record its model; pass model=")
+    verifier = verifier_for(embedder, verify)
     return Detector(
         embedder,
         index,
         thresholds,
-        verifier=verifier_for(embedder, verify),
+        verifier=verifier,
         top_k=top_k,
         logo_matcher=logo_matcher,
+        tiles=tiles_for(embedder, tiles, verified=verifier is not None),
     )
+
+
+def tiles_for(
+    embedder: Embedder, tiles: bool | TileConfig | None, *, verified: bool
+) -> TileConfig | None:
+    """The query tiles ``tiles`` asks for (see :func:`load_detector`), or None."""
+    if isinstance(tiles, TileConfig):
+        return tiles
+    recommended = embedder.metadata.get("tiles")
+    if tiles is True:
+        return TileConfig.from_dict(recommended) if isinstance(recommended, dict) else TileConfig()
+    if tiles is None and verified and isinstance(recommended, dict):
+        return TileConfig.from_dict(recommended)
+    return None
 
 
 def verifier_for(embedder: Embedder, verify: bool | RerankConfig | None) -> LocalVerifier | None:

@@ -22,15 +22,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
 from tqdm.auto import tqdm
 
 from .data.loader import Loaded, load_batches
 from .data.preprocess import PreparedImage
 from .data.sources import ImageInput, is_shard, iter_inputs, list_sources
 from .detect import Detector, Verdict
-from .embeddings import Embeddings
 
 OUTPUT_FORMATS = ("parquet", "csv", "jsonl", "isc")
 DEFAULT_FORMAT = "parquet"
@@ -97,13 +94,10 @@ def score_batch(
     if prepared:
         # Embedding and search are timed apart, so this does check_prepared's work itself.
         start = time.perf_counter()
-        pixels = torch.from_numpy(np.stack([item.pixels for item in prepared]))
-        vectors = detector.embedder.embed_pixels(pixels)
+        whole, tiles = detector.embed_prepared(prepared)
         embedded = time.perf_counter()
-        found = detector.check_embeddings(
-            Embeddings(vectors, detector.embedder.fingerprint),
-            top_k=top_k,
-            originals=[item.image for item in prepared],
+        found = detector.check_vectors(
+            whole, tiles, top_k=top_k, originals=[item.image for item in prepared]
         )
         searched = time.perf_counter()
         embed_ms = (embedded - start) * 1000 / len(prepared)

@@ -21,6 +21,7 @@ from .decode import (
     full_size,
 )
 from .sources import ImageInput
+from .tiles import TileConfig
 
 __all__ = ["PreparedImage", "Preprocessor", "model_input", "shrink"]
 
@@ -49,12 +50,14 @@ def shrink(image: Image.Image, max_side: int) -> Image.Image:
 class PreparedImage:
     """A decoded listing photo ready for checking: model input (uint8, (3, S, S)); when
     local verification or logo search is on, a small copy of the photo for keypoints; when
-    logo search is on, its grey windows (cut here, in the decoding worker)."""
+    logo search is on, its grey windows (cut here, in the decoding worker); with query tiles,
+    each tile as model input (uint8, (T, 3, S, S))."""
 
     pixels: np.ndarray
     image: Image.Image | None = None
     windows: Windows | None = None
     source_size: tuple[int, int] | None = None  # (width, height) of the photo at full size
+    tiles: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -62,7 +65,8 @@ class Preprocessor:
     """Decode (safely) and prepare one photo. Picklable, so worker processes can run it.
 
     ``keep_side``: also keep the photo scaled to this longest side (for local verification);
-    ``logo_grid`` / ``logo_input_size``: also cut the windows logo search embeds.
+    ``logo_grid`` / ``logo_input_size``: also cut the windows logo search embeds;
+    ``tiles``: also cut the query tiles (see :mod:`.tiles`).
     """
 
     input_size: int
@@ -71,6 +75,7 @@ class Preprocessor:
     max_bytes: int = DEFAULT_MAX_BYTES
     logo_grid: WindowGrid | None = None
     logo_input_size: int = 48
+    tiles: TileConfig | None = None
 
     def __call__(self, source: ImageSource | ImageInput) -> PreparedImage:
         """Raises ImageDecodeError (naming the input) when it cannot be decoded."""
@@ -85,6 +90,8 @@ class Preprocessor:
 
     def _prepare(self, source: ImageSource) -> PreparedImage:
         draft = max(self.input_size, self.keep_side or 0)
+        if self.tiles is not None:
+            draft = max(draft, 2 * self.input_size)  # a half-photo tile keeps its detail
         image = decode_image(
             source, max_pixels=self.max_pixels, max_bytes=self.max_bytes, draft_size=draft
         )
@@ -92,5 +99,9 @@ class Preprocessor:
         windows = None
         if self.logo_grid is not None:
             windows = cut_windows(kept or image, self.logo_grid, self.logo_input_size)
+        tiles = None
+        if self.tiles is not None:
+            boxes = self.tiles.boxes(image.width, image.height)
+            tiles = np.stack([model_input(image.crop(box), self.input_size) for box in boxes])
         size = full_size(image)
-        return PreparedImage(model_input(image, self.input_size), kept, windows, size)
+        return PreparedImage(model_input(image, self.input_size), kept, windows, size, tiles)

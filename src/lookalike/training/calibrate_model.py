@@ -15,6 +15,7 @@ from typing import Any
 
 from ..data.benchmark import BenchmarkPaths, build_copy_benchmark
 from ..data.manifest import iter_image_files
+from ..data.tiles import TileConfig
 from ..detect import Detector
 from ..model import create_embedder, load_checkpoint, save_checkpoint
 from ..model.network import DescriptorNet
@@ -24,6 +25,8 @@ from .evaluate import index_references, score_queries
 from .metrics import read_ground_truth
 
 CALIBRATION_SEED = 1  # the benchmark uses seed 0: different edited queries
+
+DEFAULT_TILES = TileConfig()
 
 
 @dataclass(frozen=True)
@@ -39,13 +42,15 @@ def calibrate_model(
     *,
     work: str | os.PathLike[str],
     rerank: RerankConfig | None = None,
+    tiles: TileConfig | None = DEFAULT_TILES,
     queries_per_kind: int = 30,
     copy_precision: float = 0.9,
     review_precision: float = 0.5,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write ``out``: the checkpoint's weights (fp16) with calibrations and thresholds for
-    both modes and the re-ranking settings they assume. Returns the added metadata."""
+    both modes and the re-ranking settings they assume: descriptor only, and re-ranking of a
+    shortlist that query ``tiles`` (None: none) widen. Returns the added metadata."""
     work_dir = Path(work)
     bench = build_copy_benchmark(
         images,
@@ -58,9 +63,11 @@ def calibrate_model(
     rerank = rerank or RerankConfig()
     modes = {
         "": Detector(embedder, index),
-        "_verified": Detector(embedder, index, verifier=LocalVerifier(rerank)),
+        "_verified": Detector(embedder, index, verifier=LocalVerifier(rerank), tiles=tiles),
     }
     added: dict[str, Any] = {"rerank": rerank.to_dict()}
+    if tiles is not None:
+        added["tiles"] = tiles.to_dict()
     for suffix, detector in modes.items():
         result = _calibrate_mode(
             detector,
@@ -82,6 +89,8 @@ def calibrate_model(
     network = DescriptorNet(source.spec)
     network.load_state_dict(source.state_dict)
     metadata = {**source.metadata, **added}
+    if tiles is None:
+        metadata.pop("tiles", None)  # a recalibration without tiles must not inherit them
     metadata.pop("history", None)  # training curves stay in the run folder, not in the package
     save_checkpoint(out, network, source.spec, metadata, half=True)
     return added

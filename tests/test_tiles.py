@@ -1,0 +1,122 @@
+"""Query tiles: boxes, config, preprocessing, merging, and a collage cell found by its tile."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from lookalike.data import load_catalog
+from lookalike.data.preprocess import Preprocessor
+from lookalike.data.synthetic import synthetic_image
+from lookalike.data.tiles import TileConfig
+from lookalike.detect import Detector, _merge_tile_hits, tiles_for
+from lookalike.index import CatalogIndex, CatalogRecord, SearchHit
+from lookalike.indexing import add_entries, new_index_for
+from lookalike.model import Embedder
+
+
+def test_boxes_cover_each_grid_and_the_centre() -> None:
+    config = TileConfig()
+    boxes = config.boxes(300, 200)
+    assert len(boxes) == config.count == 4 + 2 + 2 + 3 + 3 + 1
+    assert boxes[0] == (0, 0, 150, 100) and boxes[3] == (150, 100, 300, 200)  # 2x2 corners
+    assert boxes[-1] == (60, 40, 240, 160)  # the centre, 60% of each side
+    for left, top, right, bottom in boxes:
+        assert 0 <= left < right <= 300 and 0 <= top < bottom <= 200
+
+
+def test_tiny_photos_still_get_one_pixel_tiles() -> None:
+    for left, top, right, bottom in TileConfig().boxes(2, 1):
+        assert right > left and bottom > top
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [{"grids": ((1, 1),)}, {"grids": ((0, 2),)}, {"centre": 1.0}, {"grids": (), "centre": None}],
+)
+def test_config_is_validated(bad: dict) -> None:
+    with pytest.raises(ValueError):
+        TileConfig(**bad)
+
+
+def test_config_round_trips_through_metadata() -> None:
+    config = TileConfig(grids=((1, 3),), centre=None, penalty=0.2)
+    assert TileConfig.from_dict(config.to_dict()) == config
+    assert TileConfig.from_dict(TileConfig().to_dict()) == TileConfig()
+
+
+def test_preprocessor_cuts_tiles_as_model_inputs() -> None:
+    prepared = Preprocessor(64, tiles=TileConfig())(synthetic_image(1, (300, 200)))
+    assert prepared.tiles is not None
+    assert prepared.tiles.shape == (TileConfig().count, 3, 64, 64)
+    assert prepared.tiles.dtype == np.uint8
+    assert Preprocessor(64)(synthetic_image(1)).tiles is None
+
+
+def _hit(item_id: str, score: float) -> SearchHit:
+    record = CatalogRecord(item_id, item_id * 8, None, "product", None, None, "")
+    return SearchHit(record, score)
+
+
+def test_merge_keeps_each_item_once_at_its_best_penalised_score() -> None:
+    whole = [_hit("a", 0.6), _hit("b", 0.5)]
+    tiles = [[_hit("b", 0.9), _hit("c", 0.55)], [_hit("a", 0.65), _hit("d", 0.3)]]
+    merged = _merge_tile_hits(whole, tiles, penalty=0.1, k=3)
+    assert [(h.record.item_id, round(h.score, 6)) for h in merged] == [
+        ("b", 0.8),  # its tile beats its whole-photo score, penalty included
+        ("a", 0.6),  # its tile (0.65 - 0.1) does not beat the whole photo
+        ("c", 0.45),
+    ]
+
+
+@pytest.fixture(scope="module")
+def collage_index(
+    shared_embedder: Embedder, tmp_path_factory: pytest.TempPathFactory
+) -> CatalogIndex:
+    folder = tmp_path_factory.mktemp("tiles-catalogue")
+    for seed in range(12):
+        synthetic_image(seed).save(folder / f"item{seed:03d}.png")
+    index = new_index_for(shared_embedder)
+    add_entries(index, shared_embedder, load_catalog(folder), progress=False)
+    return index
+
+
+def collage(cells: list[Image.Image]) -> Image.Image:
+    canvas = Image.new("RGB", (512, 512))
+    for position, cell in enumerate(cells):
+        canvas.paste(cell.resize((256, 256)), ((position % 2) * 256, (position // 2) * 256))
+    return canvas
+
+
+def test_a_collage_cell_is_found_by_its_tile(
+    shared_embedder: Embedder, collage_index: CatalogIndex
+) -> None:
+    photo = collage([synthetic_image(s) for s in (40, 41, 3, 42)])  # item003 bottom left
+    plain = Detector(shared_embedder, collage_index)
+    tiled = Detector(shared_embedder, collage_index, tiles=TileConfig())
+    found = tiled.check(photo).matches[0]
+    assert found.item_id == "item003"
+    assert found.score >= 0.95 - TileConfig().penalty
+    whole = {m.item_id: m.score for m in plain.check_many([photo])[0].matches}
+    assert found.score > whole.get("item003", -1.0) + 0.05
+
+
+def test_tiles_follow_the_model_and_the_flags(shared_embedder: Embedder) -> None:
+    config = TileConfig(penalty=0.2)
+    assert tiles_for(shared_embedder, config, verified=False) is config
+    assert tiles_for(shared_embedder, False, verified=True) is None
+    assert tiles_for(shared_embedder, True, verified=False) == TileConfig()
+    # the untrained model recommends none: re-ranking alone does not turn tiles on
+    assert "tiles" not in shared_embedder.metadata
+    assert tiles_for(shared_embedder, None, verified=True) is None
+
+
+def test_tiles_travel_with_the_preprocessor(
+    shared_embedder: Embedder, collage_index: CatalogIndex, tmp_path: Path
+) -> None:
+    tiled = Detector(shared_embedder, collage_index, tiles=TileConfig())
+    assert tiled.preprocessor.tiles == TileConfig()
+    assert Detector(shared_embedder, collage_index).preprocessor.tiles is None
