@@ -35,7 +35,7 @@ from PIL import Image
 
 from lookalike.data.manifest import iter_image_files, load_catalog
 from lookalike.data.synthetic import synthetic_image
-from lookalike.detect import Detector, verifier_for
+from lookalike.detect import Detector, tiles_for, verifier_for
 from lookalike.indexing import add_entries, new_index_for
 from lookalike.model import create_embedder
 from lookalike.scoring import ScoreSummary, discard_output, score_images
@@ -80,6 +80,12 @@ def main() -> None:
         default=None,
         help="local-feature re-ranking in the end-to-end runs (default: as the model says)",
     )
+    parser.add_argument(
+        "--tiles",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="query tiles in the end-to-end runs (default: as the model says, with re-ranking)",
+    )
     args = parser.parse_args()
 
     embedder = create_embedder(args.model, threads=args.threads, batch_size=args.batch_size)
@@ -96,7 +102,9 @@ def main() -> None:
             (catalogue / path.name).symlink_to(path.resolve())
         index = new_index_for(embedder)
         add_entries(index, embedder, load_catalog(catalogue), progress=False)
-        detector = Detector(embedder, index, verifier=verifier_for(embedder, args.verify))
+        verifier = verifier_for(embedder, args.verify)
+        tiles = tiles_for(embedder, args.tiles, verified=verifier is not None)
+        detector = Detector(embedder, index, verifier=verifier, tiles=tiles)
         queries = work / "queries"
         queries.mkdir()
         for path in paths:
@@ -144,6 +152,7 @@ def main() -> None:
         "model": embedder.fingerprint.short(),
         "precision": embedder.active_precision,
         "local_verification": detector.verifier.config.to_dict() if detector.verifier else None,
+        "query_tiles": detector.tiles.to_dict() if detector.tiles else None,
         "input_size": embedder.input_size,
         "images": count,
         "image_sizes": sizes,
