@@ -473,6 +473,7 @@ def test_kill_9_mid_run_then_resume_scores_every_input_exactly_once(
         "--out",
         str(out),
         *("--batch-size", "4", "--format", "jsonl", "--workers", "1", "--quiet"),
+        "--no-tiles",  # re-ranking as the model says, without tiles: this is about resuming
     ]
     started = time.monotonic()
     with (tmp_path / "first.log").open("wb") as log:

@@ -104,14 +104,27 @@ def test_a_collage_cell_is_found_by_its_tile(
     assert found.score > whole.get("item003", -1.0) + 0.05
 
 
-def test_tiles_follow_the_model_and_the_flags(shared_embedder: Embedder) -> None:
-    config = TileConfig(penalty=0.2)
-    assert tiles_for(shared_embedder, config, verified=False) is config
-    assert tiles_for(shared_embedder, False, verified=True) is None
-    assert tiles_for(shared_embedder, True, verified=False) == TileConfig()
-    # the untrained model recommends none: re-ranking alone does not turn tiles on
-    assert "tiles" not in shared_embedder.metadata
-    assert tiles_for(shared_embedder, None, verified=True) is None
+class _ModelWith:
+    """Just what tiles_for reads of an embedder: its metadata."""
+
+    def __init__(self, metadata: dict) -> None:
+        self.metadata = metadata
+
+
+def test_tiles_follow_the_model_and_the_flags() -> None:
+    recommended = TileConfig(grids=((2, 2),), penalty=0.2)
+    calibrated = _ModelWith({"tiles": recommended.to_dict()})
+    plain = _ModelWith({})
+    # None: as the model was calibrated, and only with re-ranking (its calibrated mode)
+    assert tiles_for(calibrated, None, verified=True) == recommended  # type: ignore[arg-type]
+    assert tiles_for(calibrated, None, verified=False) is None  # type: ignore[arg-type]
+    assert tiles_for(plain, None, verified=True) is None  # type: ignore[arg-type]
+    # True: the model's settings, else the defaults; False: off; a config: that config
+    assert tiles_for(calibrated, True, verified=False) == recommended  # type: ignore[arg-type]
+    assert tiles_for(plain, True, verified=False) == TileConfig()  # type: ignore[arg-type]
+    assert tiles_for(calibrated, False, verified=True) is None  # type: ignore[arg-type]
+    config = TileConfig(centre=None)
+    assert tiles_for(plain, config, verified=False) is config  # type: ignore[arg-type]
 
 
 def test_tiles_travel_with_the_preprocessor(
