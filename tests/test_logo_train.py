@@ -89,7 +89,15 @@ def test_training_writes_a_loadable_model_and_resumes(
         assert "window_recall_at_1" in model.metadata["history"][-1]
         config.steps = 3  # the same run, continued: resumes from last.pt at step 2
         train_logos(config, data)
-    assert load_logo_model(model_path).metadata["steps"] == 3
+        assert load_logo_model(model_path).metadata["steps"] == 3
+        # --max-minutes budgets each call, as `train` does: a run that has already trained
+        # for longer than that in earlier calls still goes on when resumed
+        state = torch.load(tmp_path / "last.pt", weights_only=True)
+        state["elapsed"] = 3600.0
+        torch.save(state, tmp_path / "last.pt")
+        config.steps, config.max_minutes = 4, 5.0
+        train_logos(config, data)
+    assert load_logo_model(model_path).metadata["steps"] == 4
 
 
 def test_brand_scores_take_the_right_brand_and_the_best_distractor(tmp_path: Path) -> None:

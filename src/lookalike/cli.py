@@ -643,7 +643,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--lr", type=float, default=1.5e-3)
     tr.add_argument("--seed", type=int, default=0)
     tr.add_argument("--max-steps", type=int, default=None, help="stop early (resumable)")
-    tr.add_argument("--max-minutes", type=float, default=None, help="stop early (resumable)")
+    tr.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop this call after that long (resumable: the same command goes on)",
+    )
     tr.add_argument("--eval-every", type=int, default=200, help="steps between evaluations")
     tr.add_argument("--checkpoint-every", type=int, default=100)
     tr.add_argument("--threads", type=int, default=None)
@@ -666,7 +671,12 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--lr", type=float, default=3e-3)
     tl.add_argument("--input-size", type=int, default=48, help="window side, pixels")
     tl.add_argument("--eval-every", type=int, default=500)
-    tl.add_argument("--max-minutes", type=float, default=None, help="stop early (resumable)")
+    tl.add_argument(
+        "--max-minutes",
+        type=float,
+        default=None,
+        help="stop this call after that long (resumable: the same command goes on)",
+    )
     tl.add_argument("--workers", type=int, default=2, help="sample-drawing processes")
     tl.add_argument("--threads", type=int, default=1)
     tl.add_argument("--seed", type=int, default=0)

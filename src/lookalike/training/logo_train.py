@@ -48,8 +48,9 @@ BACKGROUND_SIDE = 192  # photos are decoded once to this shorter side
 
 @dataclass
 class LogoTrainConfig:
-    """``steps`` of ``batch_size`` logos each (+ ``negatives`` background windows); training
-    stops early after ``max_minutes``; ``eval_every`` steps, window-to-logo recall@1 is
+    """``steps`` of ``batch_size`` logos each (+ ``negatives`` background windows); this call
+    stops early after ``max_minutes`` (of its own, as ``train`` does: a resumed run gets the
+    budget again); ``eval_every`` steps, window-to-logo recall@1 is
     measured on ``eval_logos`` logos never trained on."""
 
     out_dir: Path
@@ -292,7 +293,8 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     size = config.network.input_size
     reference_windows = np.stack([logo_window(logo, size) for logo in data.logos])
     network.train()
-    started = time.monotonic() - elapsed
+    started = time.monotonic() - elapsed  # the run's clock, across resumes
+    deadline = None if config.max_minutes is None else time.monotonic() + 60 * config.max_minutes
     bar = tqdm(total=config.steps, initial=step, desc="logo training", disable=not config.progress)
 
     def save(final: bool = False) -> None:
@@ -317,7 +319,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     for ids, queries, negatives in batches:
         if step >= config.steps:
             break
-        if config.max_minutes is not None and time.monotonic() - started > config.max_minutes * 60:
+        if deadline is not None and time.monotonic() > deadline:
             break
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, config)
