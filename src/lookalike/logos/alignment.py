@@ -11,9 +11,10 @@ Here the clean logo is aligned with the area around its best window as one pictu
    logo's edges. Correlation ignores gain and offset, so recoloured prints still agree;
    background far from the edges, which says nothing about the logo, is left out.
 
-Agreement is in [0, 1]; a wrong logo forced onto the same spot rarely exceeds ~0.8, the
-right one usually does (see docs/benchmarks.md). OpenCV is imported inside the functions so
-that ``import lookalike`` stays light.
+Agreement is in [0, 1]. On the logo calibration set, 90% of the wrong shortlisted logos
+agree below 0.75 and half of the right ones above 0.9; a wrong logo with a simple outer
+shape (a round badge) can still align with any disc in the photo (see docs/benchmarks.md).
+OpenCV is imported inside the functions so that ``import lookalike`` stays light.
 """
 
 from __future__ import annotations
