@@ -16,7 +16,7 @@ from .data.decode import ImageSource
 from .data.preprocess import PreparedImage, Preprocessor
 from .data.tiles import TileConfig
 from .embeddings import EmbedderMismatchError, Embeddings
-from .index import CatalogIndex, SearchHit
+from .index import CatalogIndex, CatalogRecord, SearchHit
 from .logos.catalog import LogoCatalog, has_logo_index, logo_index_dir
 from .logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
@@ -81,17 +81,22 @@ class Match:
     point_pairs: tuple[tuple[Point, Point], ...] = field(default=(), repr=False, compare=False)
 
     @classmethod
-    def from_hit(cls, hit: SearchHit) -> Match:
-        record = hit.record
+    def from_record(cls, record: CatalogRecord, score: float, **details: Any) -> Match:
+        """A match on ``record`` at ``score``; ``details``: region, inliers, ... (logos)."""
         return cls(
             record.item_id,
-            round(hit.score, 6),
+            round(score, 6),
             record.brand,
             record.kind,
             record.sku,
             record.source,
             record.sha256,
+            **details,
         )
+
+    @classmethod
+    def from_hit(cls, hit: SearchHit) -> Match:
+        return cls.from_record(hit.record, hit.score)
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -362,25 +367,19 @@ class Detector:
         return Verdict(photo_label, photo_score, tuple(matches), photo_precision, logos)
 
     def _logo_match(self, found: LogoMatch, scale: float = 1.0) -> Match:
-        record = found.record
         expected = None
         if self.logo_calibration is not None:
             expected = round(float(self.logo_calibration.precision_at(found.score)[0]), 4)
         region = tuple((round(x * scale, 1), round(y * scale, 1)) for x, y in found.region)
         pairs = tuple(((x * scale, y * scale), ref) for (x, y), ref in found.point_pairs)
-        return Match(
-            record.item_id,
-            round(found.score, 6),
-            record.brand,
-            record.kind,
-            record.sku,
-            record.source,
-            record.sha256,
-            region,
-            found.inliers,
-            expected,
-            round(found.agreement, 4),
-            pairs,
+        return Match.from_record(
+            found.record,
+            found.score,
+            region=region,
+            inliers=found.inliers,
+            expected_precision=expected,
+            agreement=round(found.agreement, 4),
+            point_pairs=pairs,
         )
 
 
