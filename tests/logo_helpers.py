@@ -11,13 +11,16 @@ from __future__ import annotations
 import io
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageOps
 
 from lookalike.data.augment import load_font
+from lookalike.data.composites import PasteConfig
 from lookalike.data.manifest import CatalogEntry
 from lookalike.logos.catalog import LogoCatalog
 from lookalike.logos.matcher import LogoMatchConfig
@@ -48,6 +51,23 @@ def one_torch_thread() -> Iterator[None]:
         yield
     finally:
         torch.set_num_threads(threads)
+
+
+def still_paste(**changes: Any) -> PasteConfig:
+    """A PasteConfig with every pixel change besides the logo itself switched off (no plate,
+    inversion, recolouring, grey, blur, occlusion, transparency or JPEG); ``changes`` set
+    any field, e.g. scale or rotation."""
+    plain = PasteConfig(
+        p_plate=0.0,
+        p_invert=0.0,
+        p_recolour=0.0,
+        p_gray=0.0,
+        p_blur=0.0,
+        p_occlude=0.0,
+        opacity=(1.0, 1.0),
+        p_jpeg=0.0,
+    )
+    return replace(plain, **changes)
 
 
 # -- the logo model ------------------------------------------------------------------------------

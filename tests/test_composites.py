@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
+from logo_helpers import still_paste
 from lookalike.data.composites import (
     Composite,
     PasteConfig,
@@ -20,16 +21,7 @@ from lookalike.data.composites import (
 
 GREY = (128, 128, 128)
 # Everything that changes pixels besides the logo itself switched off.
-PLAIN = PasteConfig(
-    p_plate=0.0,
-    p_invert=0.0,
-    p_recolour=0.0,
-    p_gray=0.0,
-    p_blur=0.0,
-    p_occlude=0.0,
-    opacity=(1.0, 1.0),
-    p_jpeg=0.0,
-)
+PLAIN = still_paste()
 
 
 def solid_logo(size: tuple[int, int] = (90, 40)) -> Image.Image:

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from logo_helpers import one_torch_thread, write_logo_model
+from logo_helpers import one_torch_thread, still_paste, write_logo_model
 from lookalike.data.composites import PasteConfig, paste_logo
 from lookalike.data.manifest import CatalogEntry
 from lookalike.logos.alignment import (
@@ -72,17 +72,13 @@ def textured(size: int = 480, seed: int = 0) -> Image.Image:
 def pasted(
     logo: Image.Image, *, seed: int = 1, invert: bool = False, recolour: bool = False
 ) -> tuple[Image.Image, np.ndarray]:
-    config = PasteConfig(
+    config = still_paste(
         scale=(0.32, 0.32),
         max_rotation=15.0,
         perspective=0.1,
-        p_plate=0.0,
         p_invert=float(invert),
         p_recolour=float(recolour),
-        p_gray=0.0,
-        p_blur=0.0,
-        p_occlude=0.0,
-        p_jpeg=0.0,
+        opacity=PasteConfig().opacity,  # the default's slight transparency
     )
     photo, quad = paste_logo(textured(seed=seed), logo, random.Random(seed), config)
     return photo, np.asarray(quad, np.float64)

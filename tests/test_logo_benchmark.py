@@ -9,8 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
+from logo_helpers import still_paste
 from lookalike.data.augment import load_font
-from lookalike.data.composites import PasteConfig, paste_logo
+from lookalike.data.composites import paste_logo
 from lookalike.data.logos import shared_logo_specs, split_by_item
 from lookalike.data.synthetic import synthetic_image
 from lookalike.training.logo_baselines import OrbLogoMatcher
@@ -267,19 +268,7 @@ def test_orb_baseline_finds_a_logo_pasted_large() -> None:
     logos = [(f"test/{i}", f"Brand {i}", textured_logo(i)) for i in range(4)]
     matcher = OrbLogoMatcher(logos)
     assert len(matcher) == 4 and matcher.skipped == []
-    config = PasteConfig(
-        scale=(0.7, 0.7),
-        max_rotation=0.0,
-        perspective=0.0,
-        p_plate=0.0,
-        p_invert=0.0,
-        p_recolour=0.0,
-        p_gray=0.0,
-        p_blur=0.0,
-        p_occlude=0.0,
-        opacity=(1.0, 1.0),
-        p_jpeg=0.0,
-    )
+    config = still_paste(scale=(0.7, 0.7), max_rotation=0.0, perspective=0.0)
     background = synthetic_image(3, (400, 300))
     image, _ = paste_logo(background, logos[2][2], random.Random(0), config)
     results = matcher.match(image)
