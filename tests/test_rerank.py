@@ -113,3 +113,36 @@ def test_config_round_trip_and_model_recommendation(catalogue: tuple[Embedder, P
     finally:
         del embedder.metadata["rerank"]
     assert load_detector(folder / "index", model=embedder).verifier is None
+
+
+def test_a_variant_earns_less_than_a_copy_though_both_have_inliers(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    """Half the picture replaced (the same watch, another strap): keypoints on the shared
+    half still match, but the aligned pictures as a whole disagree."""
+    embedder, folder = catalogue
+    detector = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
+    verifier = detector.verifier
+    assert verifier is not None
+    original = textured(2)
+    variant = original.copy()
+    variant.paste(textured(7).crop((160, 0, 320, 320)), (160, 0))
+    results = {}
+    for name, query in (("copy", original), ("variant", variant)):
+        hits = detector.index.search(embedder.embed([query]), 8)[0]
+        results[name] = {v.hit.record.item_id: v for v in verifier.rerank(query, hits)}["item2"]
+    copy, variant_hit = results["copy"], results["variant"]
+    assert copy.inliers >= 12 and variant_hit.inliers >= 12
+    assert copy.agreement is not None and copy.agreement > 0.9
+    assert variant_hit.agreement is not None and variant_hit.agreement < copy.agreement - 0.2
+    bonus = {name: v.score - v.hit.score for name, v in results.items()}
+    assert bonus["variant"] < bonus["copy"] - 0.15
+
+
+def test_settings_stored_before_the_agreement_keep_inliers_only() -> None:
+    """A model calibrated on inlier-only fused scores must be scored the same way."""
+    assert RerankConfig().agreement_side == 256
+    stored = RerankConfig().to_dict()
+    del stored["agreement_side"]
+    assert RerankConfig.from_dict(stored).agreement_side is None
+    assert RerankConfig.from_dict(RerankConfig().to_dict()).agreement_side == 256

@@ -5,10 +5,13 @@ strong crops, rotations and screenshots that keep many keypoints; ORB misses mir
 heavy colour changes that the descriptor shrugs off. Verifying the descriptor's top
 candidates — only where the descriptor is unsure, to keep throughput — combines both:
 
-    fused = descriptor score + weight * n / (n + half_saturation)
+    fused = descriptor score + weight * n / (n + half_saturation) * agreement
 
-with ``n`` the RANSAC inliers (also tried with the query mirrored). Reference keypoints are
-computed from the catalogue files on first use and kept in a bounded cache.
+with ``n`` the RANSAC inliers (also tried with the query mirrored) and ``agreement`` how well
+the aligned pictures agree (:func:`~lookalike.verify.gradient_agreement`, 0..1): inliers
+also confirm variants of a catalogue photo (the same watch with another strap), whose shared
+parts match point for point; the pictures as a whole do not. Reference keypoints and grey
+levels are computed from the catalogue files on first use and kept in a bounded cache.
 """
 
 from __future__ import annotations
@@ -19,19 +22,30 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, replace
 from typing import Any
 
+import numpy as np
+import numpy.typing as npt
 from PIL import Image, ImageOps
 
 from .data.decode import ImageDecodeError, decode_image
 from .data.preprocess import shrink
 from .index import CatalogRecord, SearchHit
-from .verify import LocalFeatures, Verification, match_and_verify, orb_features
+from .verify import (
+    LocalFeatures,
+    Verification,
+    gradient_agreement,
+    match_and_verify,
+    orb_features,
+)
 
 
 @dataclass(frozen=True)
 class RerankConfig:
     """``band``: verify only queries whose best descriptor score lies in [low, high)
     (None: verify every query). ``max_side``: images are shrunk to this longest side
-    before keypoint detection (cost grows with pixels; 1000 features need ~300 px)."""
+    before keypoint detection (cost grows with pixels; 1000 features need ~300 px).
+    ``agreement_side``: the aligned pictures are compared at this longest side (kept per
+    reference in the cache; 256 measured as good as 384); None: no comparison, the bonus
+    counts inliers alone (how models calibrated before it were scored)."""
 
     shortlist: int = 10
     band: tuple[float, float] | None = None
@@ -41,6 +55,7 @@ class RerankConfig:
     min_inliers: int = 8
     mirror_retry: bool = True
     max_side: int = 384
+    agreement_side: int | None = 256
     cache_size: int = 20_000
 
     def to_dict(self) -> dict[str, Any]:
@@ -51,6 +66,8 @@ class RerankConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RerankConfig:
         values = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
+        # settings stored before the agreement existed were calibrated without it
+        values.setdefault("agreement_side", None)
         if values.get("band") is not None:
             values["band"] = (float(values["band"][0]), float(values["band"][1]))
         return cls(**values)
@@ -63,6 +80,28 @@ class VerifiedHit:
     inliers: int
     mirrored: bool
     verification: Verification | None
+    agreement: float | None = None  # None: not compared (no inliers, or comparison off)
+
+
+Grey = npt.NDArray[np.uint8]
+
+
+@dataclass(frozen=True)
+class ReferenceView:
+    """What verification keeps of a catalogue photo: its keypoints (at ``max_side``) and,
+    when the agreement is on, its grey levels (at ``agreement_side``)."""
+
+    features: LocalFeatures
+    grey: Grey | None
+
+
+@dataclass(frozen=True)
+class QueryView:
+    """The same for the listing photo, once straight and once mirrored."""
+
+    mirrored: bool
+    features: LocalFeatures
+    grey: Grey | None
 
 
 ReferenceLoader = Callable[[CatalogRecord], Image.Image]
@@ -84,7 +123,7 @@ class LocalVerifier:
     ) -> None:
         self.config = config or RerankConfig()
         self._load_reference = reference_loader
-        self._cache: OrderedDict[str, LocalFeatures] = OrderedDict()
+        self._cache: OrderedDict[str, ReferenceView] = OrderedDict()
         self._lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -101,22 +140,30 @@ class LocalVerifier:
     def features(self, image: Image.Image) -> LocalFeatures:
         return orb_features(shrink(image, self.config.max_side), self.config.n_features)
 
-    def reference_features(self, record: CatalogRecord) -> LocalFeatures:
+    def grey(self, image: Image.Image) -> Grey | None:
+        """Grey levels at ``agreement_side``; None when the agreement is off."""
+        side = self.config.agreement_side
+        if side is None:
+            return None
+        return np.asarray(shrink(image, side).convert("L"), dtype=np.uint8)
+
+    def reference_view(self, record: CatalogRecord) -> ReferenceView:
         key = record.sha256
         with self._lock:
             if key in self._cache:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         try:
-            features = self.features(self._load_reference(record))
+            image = shrink(self._load_reference(record), self.config.max_side)
+            view = ReferenceView(self.features(image), self.grey(image))
         except (ImageDecodeError, OSError):
             # A catalogue file moved or broke: no local evidence, the descriptor score stands.
-            features = LocalFeatures.empty((0, 0))
+            view = ReferenceView(LocalFeatures.empty((0, 0)), None)
         with self._lock:
-            self._cache[key] = features
+            self._cache[key] = view
             while len(self._cache) > self.config.cache_size:
                 self._cache.popitem(last=False)
-        return features
+        return view
 
     def rerank(self, query: Image.Image, hits: Sequence[SearchHit]) -> list[VerifiedHit]:
         """Fused scores for the first ``shortlist`` hits (the rest keep their descriptor
@@ -124,25 +171,50 @@ class LocalVerifier:
         config = self.config
         shortlist = list(hits[: config.shortlist])
         small = shrink(query, config.max_side)
-        views = [(False, self.features(small))]
+        views = [QueryView(False, self.features(small), self.grey(small))]
         if config.mirror_retry:
-            views.append((True, self.features(ImageOps.mirror(small))))
+            mirrored = ImageOps.mirror(small)
+            views.append(QueryView(True, self.features(mirrored), self.grey(mirrored)))
         results = [self._verify(hit, views) for hit in shortlist]
         results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in hits[config.shortlist :]]
         return sorted(results, key=lambda verified: verified.score, reverse=True)
 
-    def _verify(self, hit: SearchHit, views: list[tuple[bool, LocalFeatures]]) -> VerifiedHit:
-        reference = self.reference_features(hit.record)
-        best: tuple[int, bool, Verification | None] = (0, False, None)
-        for mirrored, features in views:
-            verification = match_and_verify(features, reference)
+    def _verify(self, hit: SearchHit, views: list[QueryView]) -> VerifiedHit:
+        reference = self.reference_view(hit.record)
+        best: tuple[int, QueryView | None, Verification | None] = (0, None, None)
+        for view in views:
+            verification = match_and_verify(view.features, reference.features)
             if verification.inliers > best[0]:
-                best = (verification.inliers, mirrored, verification)
+                best = (verification.inliers, view, verification)
             if best[0] >= 3 * self.config.half_saturation:
                 break  # already conclusive: skip the mirrored try
-        inliers = best[0] if best[0] >= self.config.min_inliers else 0
+        inliers, chosen, found = best
+        if inliers < self.config.min_inliers or chosen is None or found is None:
+            return VerifiedHit(hit, hit.score, 0, False, None)
+        agreement = _agreement(chosen, reference, found)
         bonus = self.config.weight * inliers / (inliers + self.config.half_saturation)
-        return VerifiedHit(hit, hit.score + bonus, inliers, best[1], best[2] if inliers else None)
+        if agreement is not None:
+            bonus *= agreement
+        return VerifiedHit(hit, hit.score + bonus, inliers, chosen.mirrored, found, agreement)
+
+
+def _agreement(
+    query: QueryView, reference: ReferenceView, verification: Verification
+) -> float | None:
+    """The agreement of the aligned pictures, or None when it is off (or not computable).
+    The homography maps keypoint pixels; the grey arrays are smaller, so it is rescaled."""
+    if query.grey is None or reference.grey is None or verification.homography is None:
+        return None
+    to_query_grey = _scaling(query.grey, query.features.image_size)
+    to_reference_grey = _scaling(reference.grey, reference.features.image_size)
+    homography = to_reference_grey @ verification.homography @ np.linalg.inv(to_query_grey)
+    return gradient_agreement(query.grey, reference.grey, homography)
+
+
+def _scaling(grey: Grey, image_size: tuple[int, int]) -> npt.NDArray[np.float64]:
+    """The 3x3 scaling from pixels of an image of ``image_size`` to pixels of ``grey``."""
+    height, width = grey.shape
+    return np.diag([width / max(1, image_size[0]), height / max(1, image_size[1]), 1.0])
 
 
 def rescored(hits: Sequence[VerifiedHit]) -> list[SearchHit]:

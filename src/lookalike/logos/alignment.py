@@ -26,6 +26,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from ..verify import masked_correlation
 from .geometry import Quad, plausible_view
 from .windows import grey
 
@@ -240,9 +241,4 @@ def _edge_agreement(template: Grey, crop: Grey, warp: npt.NDArray[np.float32]) -
         return 0.0  # a blank logo has no outline to agree with
     edges = (gradient > 0.25 * gradient.max()).astype(np.uint8)
     band = cv2.dilate(edges, np.ones((5, 5), np.uint8)).astype(bool)
-    a = template[band] - template[band].mean()
-    b = patch[band] - patch[band].mean()
-    denominator = float(np.sqrt((a * a).sum() * (b * b).sum()))
-    if denominator <= 1e-6:
-        return 0.0
-    return max(0.0, float((a * b).sum()) / denominator)
+    return max(0.0, masked_correlation(template, np.asarray(patch, dtype=np.float32), band))
