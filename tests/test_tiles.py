@@ -21,7 +21,8 @@ from lookalike.model import Embedder
 def test_boxes_cover_each_grid_and_the_centre() -> None:
     config = TileConfig()
     boxes = config.boxes(300, 200)
-    assert len(boxes) == config.count == 4 + 2 + 2 + 3 + 3 + 1
+    assert len(boxes) == 4 + 2 + 2 + 3 + 3 + 1
+    assert config.count == len(boxes) + 3  # and the three quarter turns
     assert boxes[0] == (0, 0, 150, 100) and boxes[3] == (150, 100, 300, 200)  # 2x2 corners
     assert boxes[-1] == (60, 40, 240, 160)  # the centre, 60% of each side
     for left, top, right, bottom in boxes:
@@ -35,7 +36,13 @@ def test_tiny_photos_still_get_one_pixel_tiles() -> None:
 
 @pytest.mark.parametrize(
     "bad",
-    [{"grids": ((1, 1),)}, {"grids": ((0, 2),)}, {"centre": 1.0}, {"grids": (), "centre": None}],
+    [
+        {"grids": ((1, 1),)},
+        {"grids": ((0, 2),)},
+        {"centre": 1.0},
+        {"turns": (45,)},
+        {"grids": (), "centre": None, "turns": ()},
+    ],
 )
 def test_config_is_validated(bad: dict) -> None:
     with pytest.raises(ValueError):
@@ -46,6 +53,23 @@ def test_config_round_trips_through_metadata() -> None:
     config = TileConfig(grids=((1, 3),), centre=None, penalty=0.2)
     assert TileConfig.from_dict(config.to_dict()) == config
     assert TileConfig.from_dict(TileConfig().to_dict()) == TileConfig()
+    assert TileConfig(grids=(), centre=None).count == 3  # turns alone are enough
+
+
+def test_settings_stored_before_turns_keep_no_turns() -> None:
+    """A model calibrated without turned tiles must be searched without them."""
+    stored = TileConfig().to_dict()
+    del stored["turns"]
+    assert TileConfig.from_dict(stored).turns == ()
+
+
+def test_tile_images_are_the_crops_then_the_turned_photo() -> None:
+    photo = synthetic_image(2, (300, 200))
+    images = TileConfig().images(photo)
+    assert len(images) == TileConfig().count
+    assert images[0].size == (150, 100)  # the first 2x2 cell
+    assert [image.size for image in images[-3:]] == [(200, 300), (300, 200), (200, 300)]
+    assert np.array_equal(np.asarray(images[-2]), np.asarray(photo)[::-1, ::-1])  # 180 degrees
 
 
 def test_preprocessor_cuts_tiles_as_model_inputs() -> None:
@@ -102,6 +126,19 @@ def test_a_collage_cell_is_found_by_its_tile(
     assert found.score >= 0.95 - TileConfig().penalty
     whole = {m.item_id: m.score for m in plain.check_many([photo])[0].matches}
     assert found.score > whole.get("item003", -1.0) + 0.05
+
+
+def test_a_photo_uploaded_sideways_is_found_by_its_turned_tile(
+    shared_embedder: Embedder, collage_index: CatalogIndex
+) -> None:
+    photo = synthetic_image(5).transpose(Image.Transpose.ROTATE_270)  # turned clockwise
+    turned = Detector(shared_embedder, collage_index, tiles=TileConfig())
+    unturned = Detector(shared_embedder, collage_index, tiles=TileConfig(turns=()))
+    found = turned.check(photo).matches[0]
+    assert found.item_id == "item005"
+    assert found.score >= 0.95 - TileConfig().penalty  # the 90-degree tile undoes the turn
+    before = {m.item_id: m.score for m in unturned.check(photo).matches}
+    assert found.score > before.get("item005", -1.0) + 0.05
 
 
 class _ModelWith:

@@ -101,7 +101,8 @@ class Preprocessor:
             windows = cut_windows(kept or image, self.logo_grid, self.logo_input_size)
         tiles = None
         if self.tiles is not None:
-            boxes = self.tiles.boxes(image.width, image.height)
-            tiles = np.stack([model_input(image.crop(box), self.input_size) for box in boxes])
+            tiles = np.stack(
+                [model_input(tile, self.input_size) for tile in self.tiles.images(image)]
+            )
         size = full_size(image)
         return PreparedImage(model_input(image, self.input_size), kept, windows, size, tiles)

@@ -2,11 +2,13 @@
 
 A collage puts a catalogue photo in one cell of a 2x2 grid or a 1x3 strip; a paste or a
 screenshot frames it in the middle of something else. The whole-photo descriptor of such a
-listing mostly describes the rest. Each tile (grid cells, halves, thirds, the centre) is
-embedded like a photo and searched too; a catalogue photo's score is its best over the whole
-photo and the tiles, a tile's score lowered by ``penalty`` (a part of a photo resembles
-*something* in a large catalogue more easily than a whole photo does). Local verification of
-the merged shortlist then checks the whole listing against each candidate.
+listing mostly describes the rest. A photo uploaded sideways or upside down is a quarter
+turn away from its catalogue original. Each tile (grid cells, halves, thirds, the centre,
+the whole photo turned by 90, 180 and 270 degrees) is embedded like a photo and searched
+too; a catalogue photo's score is its best over the whole photo and the tiles, a tile's
+score lowered by ``penalty`` (a part of a photo resembles *something* in a large catalogue
+more easily than a whole photo does). Local verification of the merged shortlist then
+checks the whole listing against each candidate (ORB keypoints do not mind turns).
 
 Torch-free, so decoding workers cut the tiles beside the model input.
 """
@@ -16,16 +18,20 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
+from PIL import Image
+
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
 
 @dataclass(frozen=True)
 class TileConfig:
     """``grids``: (rows, cols) grids whose cells are tiles; ``centre``: side fraction of a
-    centred tile (None: none); ``penalty``: subtracted from a tile's similarity."""
+    centred tile (None: none); ``turns``: the whole photo turned counter-clockwise by these
+    quarter turns (degrees: 90, 180, 270); ``penalty``: subtracted from a tile's similarity."""
 
     grids: tuple[tuple[int, int], ...] = ((2, 2), (1, 2), (2, 1), (1, 3), (3, 1))
     centre: float | None = 0.6
+    turns: tuple[int, ...] = (90, 180, 270)
     penalty: float = 0.1
 
     def __post_init__(self) -> None:
@@ -33,16 +39,24 @@ class TileConfig:
             raise ValueError(f"each grid needs >= 2 cells, got {self.grids}")
         if self.centre is not None and not 0 < self.centre < 1:
             raise ValueError(f"centre must be in (0, 1), got {self.centre}")
-        if not self.grids and self.centre is None:
-            raise ValueError("a TileConfig needs grids or a centre tile")
+        if any(turn not in _TRANSPOSES for turn in self.turns):
+            raise ValueError(f"turns must be among 90, 180, 270, got {self.turns}")
+        if not self.grids and self.centre is None and not self.turns:
+            raise ValueError("a TileConfig needs grids, a centre tile or turns")
 
     @property
     def count(self) -> int:
         """Tiles per photo."""
-        return sum(rows * cols for rows, cols in self.grids) + (self.centre is not None)
+        cells = sum(rows * cols for rows, cols in self.grids)
+        return cells + (self.centre is not None) + len(self.turns)
+
+    def images(self, photo: Image.Image) -> list[Image.Image]:
+        """Every tile of ``photo``: the cropped boxes, then the turned photos."""
+        crops = [photo.crop(box) for box in self.boxes(photo.width, photo.height)]
+        return crops + [photo.transpose(_TRANSPOSES[turn]) for turn in self.turns]
 
     def boxes(self, width: int, height: int) -> list[Box]:
-        """Every tile of a ``width`` x ``height`` photo, each at least one pixel."""
+        """The cropped tiles of a ``width`` x ``height`` photo, each at least one pixel."""
         boxes = []
         for rows, cols in self.grids:
             for row in range(rows):
@@ -65,6 +79,7 @@ class TileConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["grids"] = [list(grid) for grid in self.grids]
+        data["turns"] = list(self.turns)
         return data
 
     @classmethod
@@ -74,8 +89,17 @@ class TileConfig:
         return cls(
             grids=grids,
             centre=None if centre is None else float(centre),
+            # settings stored before turns existed were calibrated without them
+            turns=tuple(int(turn) for turn in data.get("turns", ())),
             penalty=float(data.get("penalty", cls.penalty)),
         )
+
+
+_TRANSPOSES = {
+    90: Image.Transpose.ROTATE_90,
+    180: Image.Transpose.ROTATE_180,
+    270: Image.Transpose.ROTATE_270,
+}
 
 
 def _box(left: float, top: float, right: float, bottom: float) -> Box:
