@@ -504,3 +504,17 @@ def test_failed_save_leaves_the_old_file_and_no_temp_file(
         save_evidence(Image.new("RGB", (10, 10), RED), path)
     assert path.read_bytes() == b"old contents"
     assert _listing_dir(tmp_path) == ["evidence.png"]
+
+
+def test_caption_says_how_the_match_was_located() -> None:
+    """Outlined, matched whole by keypoints, or only resembling (a descriptor match)."""
+    reference = Image.new("RGB", (100, 100), REFERENCE_TEAL)
+    pairs = [((10.0, 10.0), (20.0, 20.0))]
+    panels = {
+        "matched region outlined": EvidencePanel(reference, "t", region=[(0, 0), (50, 50)]),
+        "whole photo matched": EvidencePanel(reference, "t", point_pairs=pairs),
+        "matched by resemblance, not located": EvidencePanel(reference, "t"),
+    }
+    for expected, panel in panels.items():
+        left, _ = evidence._caption_lines((100, 100), panel, max_points=40)
+        assert left[-1].text == expected

@@ -15,6 +15,7 @@ from lookalike.index import CatalogItem
 from lookalike.indexing import new_index_for
 from lookalike.model import Embedder, create_embedder
 from lookalike.rerank import LocalVerifier, RerankConfig
+from lookalike.verdict_evidence import evidence_panels
 
 
 def textured(seed: int) -> Image.Image:
@@ -146,3 +147,76 @@ def test_settings_stored_before_the_agreement_keep_inliers_only() -> None:
     del stored["agreement_side"]
     assert RerankConfig.from_dict(stored).agreement_side is None
     assert RerankConfig.from_dict(RerankConfig().to_dict()).agreement_side == 256
+
+
+def _pairs_offset(pairs: tuple) -> np.ndarray:
+    """Per keypoint pair, catalogue xy minus listing xy."""
+    return np.array([(rx - qx, ry - qy) for (qx, qy), (rx, ry) in pairs])
+
+
+def test_a_verified_crop_carries_its_keypoints_in_listing_pixels(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    """A crop of item4: listing (x, y) is catalogue (x + 40, y + 30). The catalogue photo
+    fills the whole listing, so there is no region to outline."""
+    embedder, folder = catalogue
+    detector = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
+    query = textured(4).crop((40, 30, 300, 290))
+    best = detector.check(query).best
+    assert best is not None and best.item_id == "item4"
+    assert best.inliers is not None and best.inliers >= 12
+    assert len(best.point_pairs) == best.inliers
+    assert np.allclose(np.median(_pairs_offset(best.point_pairs), axis=0), (40, 30), atol=2)
+    assert best.region is None
+    assert best.agreement is not None and best.agreement > 0.9
+
+
+def test_a_mirrored_copy_maps_back_through_the_mirror(catalogue: tuple[Embedder, Path]) -> None:
+    embedder, folder = catalogue
+    detector = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
+    query = ImageOps.mirror(textured(6))
+    best = detector.check(query).best
+    assert best is not None and best.item_id == "item6" and best.inliers
+    # a mirror: listing x is catalogue 320 - x, y unchanged
+    listing = np.array([pair[0] for pair in best.point_pairs])
+    reference = np.array([pair[1] for pair in best.point_pairs])
+    assert np.abs(np.median(listing[:, 0] + reference[:, 0]) - 320) < 2
+    assert np.abs(np.median(listing[:, 1] - reference[:, 1])) < 2
+
+
+def test_evidence_is_given_in_the_full_size_listing_pixels(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    """Keypoints are found on a copy shrunk to max_side; the evidence comes back in the
+    listing's own pixels. item1 (320 px) pasted at 480 px into a 960 px listing at (240, 160)
+    (the descriptor alone would miss it: tiles and re-ranking find it)."""
+    embedder, folder = catalogue
+    detector = load_detector(
+        folder / "index", model=embedder, verify=RerankConfig(shortlist=8), tiles=True
+    )
+    listing_photo = Image.fromarray(
+        np.random.default_rng(9).integers(0, 255, (720, 960, 3), dtype=np.uint8)
+    )
+    listing_photo.paste(textured(1).resize((480, 480)), (240, 160))
+    verdict = detector.check(listing_photo)
+    best = verdict.best
+    assert best is not None and best.item_id == "item1" and best.region is not None
+    expected = np.array([(240, 160), (720, 160), (720, 640), (240, 640)], dtype=float)
+    assert np.abs(np.array(best.region) - expected).max() < 12
+    listing = np.array([pair[0] for pair in best.point_pairs])
+    reference = np.array([pair[1] for pair in best.point_pairs])
+    mapped = reference * 1.5 + (240, 160)
+    assert np.median(np.linalg.norm(listing - mapped, axis=1)) < 4
+    # the evidence picture outlines it and says why
+    panel = evidence_panels(detector, verdict)[0]
+    assert panel.region == best.region and len(panel.point_pairs) == best.inliers
+    assert f"aligned pictures agree {best.agreement:.0%}" in panel.details
+    assert any("keypoints agree" in line for line in panel.details)
+
+
+def test_unverified_matches_carry_no_evidence(catalogue: tuple[Embedder, Path]) -> None:
+    embedder, folder = catalogue
+    detector = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
+    others = [m for m in detector.check(textured(3)).matches if m.item_id != "item3"]
+    assert others and all(m.inliers is None and m.region is None for m in others)
+    assert all(m.point_pairs == () for m in others)

@@ -21,7 +21,7 @@ from .logos.catalog import LogoCatalog, has_logo_index, logo_index_dir
 from .logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
-from .rerank import LocalVerifier, RerankConfig, rescored
+from .rerank import LocalVerifier, RerankConfig, VerifiedHit
 from .training.calibration import Calibration
 
 Label = Literal["copy", "logo", "review", "clear"]
@@ -63,7 +63,10 @@ class Match:
     it shows: then ``region`` outlines the logo in listing pixels (TL, TR, BR, BL),
     ``inliers`` counts the keypoints that confirm it (0: none did), ``agreement`` says how
     well the logo's aligned outline agrees with the photo (0..1) and ``expected_precision``
-    comes from the logo calibration."""
+    comes from the logo calibration. A whole-photo match that local verification confirmed
+    carries the same evidence: the catalogue photo's corners in listing pixels (parts may
+    lie outside a cropped listing), its keypoint inliers and how well the aligned pictures
+    agree; unconfirmed ones carry None."""
 
     item_id: str
     score: float
@@ -220,8 +223,7 @@ class Detector:
         if not prepared:
             return []
         whole, tiles = self.embed_prepared(prepared)
-        originals = [item.image for item in prepared]
-        verdicts = self.check_vectors(whole, tiles, top_k=top_k, originals=originals)
+        verdicts = self.check_vectors(whole, tiles, top_k=top_k, prepared=prepared)
         if self.logo_matcher is None:
             return verdicts
         return self.with_logos(verdicts, prepared)
@@ -275,14 +277,18 @@ class Detector:
         tiles: Sequence[np.ndarray] | None = None,
         *,
         top_k: int | None = None,
-        originals: Sequence[Image.Image | None] | None = None,
+        prepared: Sequence[PreparedImage] | None = None,
     ) -> list[Verdict]:
-        """Verdicts from :meth:`embed_prepared`'s descriptors: a catalogue photo scores its
-        best over the whole photo and its tiles (a tile's score lowered by the penalty)."""
+        """Verdicts from :meth:`embed_prepared`'s descriptors of the ``prepared`` photos
+        (their kept copies serve local verification): a catalogue photo scores its best over
+        the whole photo and its tiles (a tile's score lowered by the penalty)."""
+        originals = [item.image for item in prepared] if prepared is not None else None
+        scales = [_listing_scale(item) for item in prepared] if prepared is not None else None
         if tiles is None or self.tiles is None:
-            return self.check_embeddings(
-                Embeddings(whole, self.embedder.fingerprint), top_k=top_k, originals=originals
+            rows = self.index.search(
+                Embeddings(whole, self.embedder.fingerprint), self._search_depth(top_k)
             )
+            return self._verdicts(rows, top_k, originals, scales)
         k = self._search_depth(top_k)
         rows = self.index.search(Embeddings(whole, self.embedder.fingerprint), k)
         flat = np.concatenate(list(tiles)) if len(tiles) else whole[:0]
@@ -292,7 +298,7 @@ class Detector:
             parts = tile_rows[start : start + len(photo_tiles)]
             start += len(photo_tiles)
             merged.append(_merge_tile_hits(hits, parts, self.tiles.penalty, k))
-        return self._verdicts(merged, top_k, originals)
+        return self._verdicts(merged, top_k, originals, scales)
 
     def check_pixels(
         self,
@@ -326,14 +332,20 @@ class Detector:
         rows: Sequence[Sequence[SearchHit]],
         top_k: int | None,
         originals: Sequence[Image.Image | None] | None,
+        scales: Sequence[float] | None = None,
     ) -> list[Verdict]:
+        """``scales``: listing pixels per pixel of each original (a kept, shrunk copy), for
+        the evidence of verified matches."""
         top_k = top_k or self.top_k
         verdicts, verifier = [], self.verifier
         for position, hits in enumerate(rows):
             original = originals[position] if originals is not None else None
             if verifier and original is not None and hits and verifier.wants(hits[0].score):
-                hits = rescored(verifier.rerank(original, hits))
-            verdicts.append(self.verdict(hits[:top_k]))
+                scale = scales[position] if scales is not None else 1.0
+                verified = verifier.rerank(original, hits)[:top_k]
+                verdicts.append(self.verdict_from([_verified_match(v, scale) for v in verified]))
+            else:
+                verdicts.append(self.verdict(hits[:top_k]))
         return verdicts
 
     def verdict(self, hits: Sequence[SearchHit]) -> Verdict:
@@ -381,6 +393,34 @@ class Detector:
             agreement=round(found.agreement, 4),
             point_pairs=pairs,
         )
+
+
+def _listing_scale(item: PreparedImage) -> float:
+    """Listing pixels per pixel of the prepared photo's kept copy."""
+    if item.image is None or item.source_size is None:
+        return 1.0
+    return item.source_size[0] / max(1, item.image.width)
+
+
+def _verified_match(verified: VerifiedHit, scale: float) -> Match:
+    """A whole-photo match at its fused score, with its verification's evidence (region and
+    keypoint pairs in listing pixels) when keypoints confirmed it."""
+    evidence = verified.evidence
+    if not verified.inliers or evidence is None:
+        return Match.from_record(verified.hit.record, verified.score)
+    region = None
+    if evidence.region is not None:
+        region = tuple((round(x * scale, 1), round(y * scale, 1)) for x, y in evidence.region)
+    pairs = tuple(((x * scale, y * scale), ref) for (x, y), ref in evidence.point_pairs)
+    agreement = round(verified.agreement, 4) if verified.agreement is not None else None
+    return Match.from_record(
+        verified.hit.record,
+        verified.score,
+        region=region,
+        inliers=verified.inliers,
+        agreement=agreement,
+        point_pairs=pairs,
+    )
 
 
 def _merge_tile_hits(

@@ -97,8 +97,10 @@ class EvidencePanel:
     ``reference``: the matched catalogue photo or clean logo, any mode (transparency is drawn on
     a light plain background). ``region``: where in the listing it was found, in listing pixels:
     a quadrilateral (TL, TR, BR, BL), any polygon, or two points as a box's opposite corners;
-    None means the whole photo. ``point_pairs``: matched keypoints as (listing xy, reference xy),
-    each in its own image's pixels. ``label`` picks the accent colour (``LABEL_COLOURS``).
+    None means the whole photo (or, with no point pairs either, that nothing located the
+    match: a descriptor's resemblance). ``point_pairs``: matched keypoints as (listing xy,
+    reference xy), each in its own image's pixels. ``label`` picks the accent colour
+    (``LABEL_COLOURS``).
     """
 
     reference: Image.Image
@@ -234,7 +236,13 @@ def _lines_height(lines: Sequence[_Line]) -> int:
 def _caption_lines(
     listing_size: tuple[int, int], panel: EvidencePanel, max_points: int
 ) -> tuple[tuple[_Line, ...], tuple[_Line, ...]]:
-    where = "whole photo matched" if panel.region is None else "matched region outlined"
+    drawn_pairs = _inside(panel.point_pairs, listing_size, panel.reference.size)
+    if panel.region is not None:
+        where = "matched region outlined"
+    elif drawn_pairs:
+        where = "whole photo matched"
+    else:
+        where = "matched by resemblance, not located"  # a descriptor match: no keypoints
     left = (
         _Line("listing photo", INK, 18),
         _Line(_size_text(listing_size), MUTED, 14),
@@ -244,7 +252,7 @@ def _caption_lines(
     if len(details) > MAX_DETAILS:
         details[MAX_DETAILS - 1 :] = [f"(+{len(details) - MAX_DETAILS + 1} more lines)"]
     right = [_Line(panel.title, INK, 18), *(_Line(d, INK, 14) for d in details)]
-    total = len(_inside(panel.point_pairs, listing_size, panel.reference.size))
+    total = len(drawn_pairs)
     shown = min(total, max(0, max_points))
     if shown < total:
         right.append(_Line(f"lines show {shown} of {total} matched points", MUTED, 14))

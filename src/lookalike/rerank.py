@@ -19,7 +19,7 @@ from __future__ import annotations
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -29,6 +29,7 @@ from PIL import Image, ImageOps
 from .data.decode import ImageDecodeError, decode_image
 from .data.preprocess import shrink
 from .index import CatalogRecord, SearchHit
+from .logos.geometry import Point, covers, plausible_view
 from .verify import (
     LocalFeatures,
     Verification,
@@ -81,6 +82,19 @@ class VerifiedHit:
     mirrored: bool
     verification: Verification | None
     agreement: float | None = None  # None: not compared (no inliers, or comparison off)
+    evidence: CopyEvidence | None = None  # where the confirmed copy lies, for moderators
+
+
+@dataclass(frozen=True)
+class CopyEvidence:
+    """Where a verified catalogue photo lies in the listing. ``region``: the catalogue
+    photo's corners (its TL, TR, BR, BL) in pixels of the listing photo as given to
+    :meth:`LocalVerifier.rerank`; None when it fills the whole listing (a crop, a plain
+    copy) or the homography is not a plausible view; ``point_pairs``: the inlier keypoints
+    as (listing xy, catalogue photo xy), the latter in the catalogue file's pixels."""
+
+    region: tuple[Point, ...] | None
+    point_pairs: tuple[tuple[Point, Point], ...]
 
 
 Grey = npt.NDArray[np.uint8]
@@ -93,6 +107,7 @@ class ReferenceView:
 
     features: LocalFeatures
     grey: Grey | None
+    source_size: tuple[int, int] = (0, 0)  # the catalogue file's (width, height)
 
 
 @dataclass(frozen=True)
@@ -154,8 +169,9 @@ class LocalVerifier:
                 self._cache.move_to_end(key)
                 return self._cache[key]
         try:
-            image = shrink(self._load_reference(record), self.config.max_side)
-            view = ReferenceView(self.features(image), self.grey(image))
+            source = self._load_reference(record)
+            image = shrink(source, self.config.max_side)
+            view = ReferenceView(self.features(image), self.grey(image), source.size)
         except (ImageDecodeError, OSError):
             # A catalogue file moved or broke: no local evidence, the descriptor score stands.
             view = ReferenceView(LocalFeatures.empty((0, 0)), None)
@@ -175,11 +191,13 @@ class LocalVerifier:
         if config.mirror_retry:
             mirrored = ImageOps.mirror(small)
             views.append(QueryView(True, self.features(mirrored), self.grey(mirrored)))
-        results = [self._verify(hit, views) for hit in shortlist]
+        results = [self._verify(hit, views, query.size) for hit in shortlist]
         results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in hits[config.shortlist :]]
         return sorted(results, key=lambda verified: verified.score, reverse=True)
 
-    def _verify(self, hit: SearchHit, views: list[QueryView]) -> VerifiedHit:
+    def _verify(
+        self, hit: SearchHit, views: list[QueryView], query_size: tuple[int, int]
+    ) -> VerifiedHit:
         reference = self.reference_view(hit.record)
         best: tuple[int, QueryView | None, Verification | None] = (0, None, None)
         for view in views:
@@ -195,7 +213,82 @@ class LocalVerifier:
         bonus = self.config.weight * inliers / (inliers + self.config.half_saturation)
         if agreement is not None:
             bonus *= agreement
-        return VerifiedHit(hit, hit.score + bonus, inliers, chosen.mirrored, found, agreement)
+        evidence = _copy_evidence(chosen, reference, found, query_size)
+        return VerifiedHit(
+            hit, hit.score + bonus, inliers, chosen.mirrored, found, agreement, evidence
+        )
+
+
+def _copy_evidence(
+    query: QueryView,
+    reference: ReferenceView,
+    verification: Verification,
+    query_size: tuple[int, int],
+) -> CopyEvidence:
+    """The verification's homography and inliers, in the pixels a moderator sees: the
+    listing as given (keypoints were found on a shrunk, maybe mirrored copy) and the
+    catalogue file (keypoints were found on a shrunk copy)."""
+    small_width, small_height = query.features.image_size
+    to_listing = np.diag(
+        [query_size[0] / max(1, small_width), query_size[1] / max(1, small_height)]
+    )
+    reference_width, reference_height = reference.features.image_size
+    to_catalogue = np.diag(
+        [
+            reference.source_size[0] / max(1, reference_width),
+            reference.source_size[1] / max(1, reference_height),
+        ]
+    )
+
+    def listing_points(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
+        if query.mirrored:  # back from the mirrored copy the keypoints were found on
+            points = np.column_stack([small_width - points[:, 0], points[:, 1]])
+        return points @ to_listing
+
+    region = None
+    if verification.homography is not None:
+        corners = np.array(
+            [
+                [0, 0],
+                [reference_width, 0],
+                [reference_width, reference_height],
+                [0, reference_height],
+            ],
+            dtype=np.float64,
+        )
+        inverse = np.asarray(np.linalg.inv(verification.homography), dtype=np.float64)
+        projected = _project(inverse, corners)
+        if projected is not None and plausible_view(projected):
+            mapped = listing_points(projected)
+            if not covers(mapped, _inset_corners(query_size)):
+                region = tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped)
+    query_points = listing_points(verification.query_points.astype(np.float64))
+    reference_points = verification.reference_points.astype(np.float64) @ to_catalogue
+    pairs = tuple(
+        ((float(qx), float(qy)), (float(rx), float(ry)))
+        for (qx, qy), (rx, ry) in zip(query_points, reference_points, strict=True)
+    )
+    return CopyEvidence(region, pairs)
+
+
+def _inset_corners(size: tuple[int, int], inset: float = 0.03) -> npt.NDArray[np.float64]:
+    """The corners of a ``size`` picture moved inwards by ``inset`` of each side: a copy of
+    the whole picture projects to its corners give or take a few pixels."""
+    width, height = size
+    left, right = inset * width, (1 - inset) * width
+    top, bottom = inset * height, (1 - inset) * height
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
+
+
+def _project(
+    homography: npt.NDArray[np.float64], points: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64] | None:
+    """``points`` (n, 2) through ``homography``; None when one goes to infinity."""
+    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ homography.T
+    depth = homogeneous[:, 2:3]
+    if np.any(np.abs(depth) < 1e-9):
+        return None
+    return np.asarray(homogeneous[:, :2] / depth, dtype=np.float64)
 
 
 def _agreement(
@@ -215,8 +308,3 @@ def _scaling(grey: Grey, image_size: tuple[int, int]) -> npt.NDArray[np.float64]
     """The 3x3 scaling from pixels of an image of ``image_size`` to pixels of ``grey``."""
     height, width = grey.shape
     return np.diag([width / max(1, image_size[0]), height / max(1, image_size[1]), 1.0])
-
-
-def rescored(hits: Sequence[VerifiedHit]) -> list[SearchHit]:
-    """Search hits carrying their fused scores, in fused order."""
-    return [replace(verified.hit, score=verified.score) for verified in hits]

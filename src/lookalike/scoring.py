@@ -96,9 +96,7 @@ def score_batch(
         start = time.perf_counter()
         whole, tiles = detector.embed_prepared(prepared)
         embedded = time.perf_counter()
-        found = detector.check_vectors(
-            whole, tiles, top_k=top_k, originals=[item.image for item in prepared]
-        )
+        found = detector.check_vectors(whole, tiles, top_k=top_k, prepared=prepared)
         searched = time.perf_counter()
         embed_ms = (embedded - start) * 1000 / len(prepared)
         search_ms = (searched - embedded) * 1000 / len(prepared)

@@ -28,9 +28,11 @@ def _details(match: Match) -> tuple[str, ...]:
     lines = [f"score {match.score:.3f}{precision}"]
     if match.inliers:
         lines.append(f"{match.inliers} keypoints agree with one perspective view")
-    if match.agreement:
+    if match.agreement and match.kind == "logo":
         lines.append(f"outline alignment agrees {match.agreement:.0%}")
-    if match.kind == "logo" and not match.inliers and not match.agreement:
+    elif match.agreement is not None:
+        lines.append(f"aligned pictures agree {match.agreement:.0%}")
+    if not match.inliers and not match.agreement:
         lines.append("found by its descriptor only (no geometric confirmation)")
     lines.append(f"catalogue item {match.item_id}")
     return tuple(lines)
@@ -69,7 +71,7 @@ def evidence_panels(
         reference = _reference(detector, match)
         if reference is None:
             continue
-        kind = "logo" if match.region is not None else "photo"
+        kind = "logo" if match.kind == "logo" else "photo"
         panels.append(
             EvidencePanel(
                 reference=reference,

@@ -1,5 +1,6 @@
-"""Is a quadrilateral a plausible view of a flat logo? Shared by keypoint verification and
-outline alignment, which both end with a homography that may be a chance fit."""
+"""Is a quadrilateral a plausible view of a flat picture? Shared by logo keypoint
+verification, outline alignment and whole-photo re-ranking, which all end with a homography
+that may be a chance fit."""
 
 from __future__ import annotations
 
@@ -37,5 +38,16 @@ def plausible_view(quad: npt.NDArray[np.float64], min_area: float = MIN_AREA) ->
     sides = np.linalg.norm(np.roll(quad, -1, axis=0) - quad, axis=1)
     for first, second in ((sides[0], sides[2]), (sides[1], sides[3])):
         if min(first, second) <= 0 or max(first, second) / min(first, second) > MAX_SIDE_RATIO:
+            return False
+    return True
+
+
+def covers(quad: npt.NDArray[np.float64], points: npt.NDArray[np.float64]) -> bool:
+    """Whether the convex ``quad`` (4, 2) contains every one of ``points`` (n, 2)."""
+    edges = np.roll(quad, -1, axis=0) - quad
+    for point in points:
+        offsets = point - quad
+        cross = edges[:, 0] * offsets[:, 1] - edges[:, 1] * offsets[:, 0]
+        if not (np.all(cross >= 0) or np.all(cross <= 0)):
             return False
     return True
