@@ -21,7 +21,8 @@ from lookalike.model import Embedder
 def test_boxes_cover_each_grid_and_the_centre() -> None:
     config = TileConfig()
     boxes = config.boxes(300, 200)
-    assert len(boxes) == 4 + 2 + 2 + 3 + 3 + 1
+    assert len(boxes) == 4 + 2 + 2 + 3 + 3 + 9 + 1
+    assert boxes[-2] == (200, 133, 300, 200)  # the last 3x3 cell
     assert config.count == len(boxes) + 3  # and the three quarter turns
     assert boxes[0] == (0, 0, 150, 100) and boxes[3] == (150, 100, 300, 200)  # 2x2 corners
     assert boxes[-1] == (60, 40, 240, 160)  # the centre, 60% of each side

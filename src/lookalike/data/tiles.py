@@ -1,6 +1,6 @@
 """Query tiles: parts of a listing photo that may each show a whole catalogue photo.
 
-A collage puts a catalogue photo in one cell of a 2x2 grid or a 1x3 strip; a paste or a
+A collage puts a catalogue photo in one cell of a 2x2 or 3x3 grid or a 1x3 strip; a paste or a
 screenshot frames it in the middle of something else. The whole-photo descriptor of such a
 listing mostly describes the rest. A photo uploaded sideways or upside down is a quarter
 turn away from its catalogue original. Each tile (grid cells, halves, thirds, the centre,
@@ -29,7 +29,7 @@ class TileConfig:
     centred tile (None: none); ``turns``: the whole photo turned counter-clockwise by these
     quarter turns (degrees: 90, 180, 270); ``penalty``: subtracted from a tile's similarity."""
 
-    grids: tuple[tuple[int, int], ...] = ((2, 2), (1, 2), (2, 1), (1, 3), (3, 1))
+    grids: tuple[tuple[int, int], ...] = ((2, 2), (1, 2), (2, 1), (1, 3), (3, 1), (3, 3))
     centre: float | None = 0.6
     turns: tuple[int, ...] = (90, 180, 270)
     penalty: float = 0.1
