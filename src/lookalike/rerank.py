@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 from .data.decode import ImageDecodeError, decode_image
 from .data.preprocess import shrink
 from .index import CatalogRecord, SearchHit
-from .logos.geometry import Point, covers, plausible_view
+from .logos.geometry import Point, covers, plausible_view, project
 from .verify import (
     LocalFeatures,
     Verification,
@@ -256,9 +256,12 @@ def _copy_evidence(
             ],
             dtype=np.float64,
         )
-        inverse = np.asarray(np.linalg.inv(verification.homography), dtype=np.float64)
-        projected = _project(inverse, corners)
-        if projected is not None and plausible_view(projected):
+        try:
+            inverse = np.asarray(np.linalg.inv(verification.homography), dtype=np.float64)
+        except np.linalg.LinAlgError:  # a degenerate fit: keypoints, but no view to outline
+            inverse = np.full((3, 3), np.nan)
+        projected = project(inverse, corners)
+        if plausible_view(projected):
             mapped = listing_points(projected)
             if not covers(mapped, _inset_corners(query_size)):
                 region = tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped)
@@ -278,17 +281,6 @@ def _inset_corners(size: tuple[int, int], inset: float = 0.03) -> npt.NDArray[np
     left, right = inset * width, (1 - inset) * width
     top, bottom = inset * height, (1 - inset) * height
     return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
-
-
-def _project(
-    homography: npt.NDArray[np.float64], points: npt.NDArray[np.float64]
-) -> npt.NDArray[np.float64] | None:
-    """``points`` (n, 2) through ``homography``; None when one goes to infinity."""
-    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ homography.T
-    depth = homogeneous[:, 2:3]
-    if np.any(np.abs(depth) < 1e-9):
-        return None
-    return np.asarray(homogeneous[:, :2] / depth, dtype=np.float64)
 
 
 def _agreement(

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from ..verify import masked_correlation
-from .geometry import Quad, plausible_view
+from .geometry import Quad, plausible_view, project
 from .windows import grey
 
 Grey = npt.NDArray[np.float32]
@@ -213,12 +213,7 @@ def _rendering_quad(
     width, height = logo.rendering_size
     scale, margin = logo.scales[index], logo.margins[index]
     corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
-    in_template = corners * scale + margin
-    homogeneous = np.hstack([in_template, np.ones((4, 1))]) @ warp.astype(np.float64).T
-    depth = homogeneous[:, 2:3]
-    if np.any(np.abs(depth) < 1e-9):
-        return np.full((4, 2), np.nan)
-    return homogeneous[:, :2] / depth
+    return project(warp.astype(np.float64), corners * scale + margin)
 
 
 def _edge_agreement(template: Grey, crop: Grey, warp: npt.NDArray[np.float32]) -> float:

@@ -51,3 +51,15 @@ def covers(quad: npt.NDArray[np.float64], points: npt.NDArray[np.float64]) -> bo
         if not (np.all(cross >= 0) or np.all(cross <= 0)):
             return False
     return True
+
+
+def project(
+    homography: npt.NDArray[np.float64], points: npt.NDArray[np.float64]
+) -> npt.NDArray[np.float64]:
+    """``points`` (n, 2) through the 3x3 ``homography``; all NaN when one of them goes to
+    infinity (which :func:`plausible_view` then refuses)."""
+    homogeneous = np.hstack([points, np.ones((len(points), 1))]) @ homography.T
+    depth = homogeneous[:, 2:3]
+    if np.any(np.abs(depth) < 1e-9):
+        return np.full((len(points), 2), np.nan)
+    return np.asarray(homogeneous[:, :2] / depth, dtype=np.float64)
