@@ -147,6 +147,8 @@ def test_settings_stored_before_the_agreement_keep_inliers_only() -> None:
     del stored["agreement_side"]
     assert RerankConfig.from_dict(stored).agreement_side is None
     assert RerankConfig.from_dict(RerankConfig().to_dict()).agreement_side == 256
+    del stored["upscale"]
+    assert RerankConfig().upscale and not RerankConfig.from_dict(stored).upscale
 
 
 def _pairs_offset(pairs: tuple) -> np.ndarray:
@@ -220,3 +222,14 @@ def test_unverified_matches_carry_no_evidence(catalogue: tuple[Embedder, Path]) 
     others = [m for m in detector.check(textured(3)).matches if m.item_id != "item3"]
     assert others and all(m.inliers is None and m.region is None for m in others)
     assert all(m.point_pairs == () for m in others)
+
+
+def test_small_photos_are_enlarged_for_keypoints() -> None:
+    """ORB leaves out a 31-px border: a 120-px listing keeps few keypoints at its own size."""
+    small = textured(3).resize((224, 224)).crop((60, 50, 180, 170))
+    enlarged = LocalVerifier(RerankConfig(upscale=True))
+    as_is = LocalVerifier(RerankConfig(upscale=False))
+    assert enlarged.keypoint_image(small).size == (384, 384)
+    assert as_is.keypoint_image(small).size == (120, 120)
+    assert len(enlarged.features(small)) > 3 * len(as_is.features(small))
+    assert enlarged.keypoint_image(textured(1).resize((960, 480))).size == (384, 192)

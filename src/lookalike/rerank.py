@@ -27,7 +27,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps
 
 from .data.decode import ImageDecodeError, decode_image
-from .data.preprocess import shrink
+from .data.preprocess import fit, shrink
 from .index import CatalogRecord, SearchHit
 from .logos.geometry import Point, covers, plausible_view, project
 from .verify import (
@@ -44,9 +44,12 @@ class RerankConfig:
     """``band``: verify only queries whose best descriptor score lies in [low, high)
     (None: verify every query). ``max_side``: images are shrunk to this longest side
     before keypoint detection (cost grows with pixels; 1000 features need ~300 px).
-    ``agreement_side``: the aligned pictures are compared at this longest side (kept per
-    reference in the cache; 256 measured as good as 384); None: no comparison, the bonus
-    counts inliers alone (how models calibrated before it were scored)."""
+    ``upscale``: smaller images are enlarged to ``max_side`` too (ORB leaves out a 31-px
+    border and needs corners at its own scale: a 150-px listing or a 224-px catalogue photo
+    gives few keypoints). ``agreement_side``: the aligned pictures are compared at this
+    longest side (kept per reference in the cache; 256 measured as good as 384); None: no
+    comparison, the bonus counts inliers alone. Settings stored before ``upscale`` and
+    ``agreement_side`` existed load with them off, as they were calibrated."""
 
     shortlist: int = 10
     band: tuple[float, float] | None = None
@@ -56,6 +59,7 @@ class RerankConfig:
     min_inliers: int = 8
     mirror_retry: bool = True
     max_side: int = 384
+    upscale: bool = True
     agreement_side: int | None = 256
     cache_size: int = 20_000
 
@@ -67,7 +71,7 @@ class RerankConfig:
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> RerankConfig:
         values = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
-        # settings stored before the agreement existed were calibrated without it
+        values.setdefault("upscale", False)
         values.setdefault("agreement_side", None)
         if values.get("band") is not None:
             values["band"] = (float(values["band"][0]), float(values["band"][1]))
@@ -152,8 +156,14 @@ class LocalVerifier:
         band = self.config.band
         return band is None or band[0] <= best_score < band[1]
 
+    def keypoint_image(self, image: Image.Image) -> Image.Image:
+        """``image`` at the size keypoints are found at."""
+        if self.config.upscale:
+            return fit(image, self.config.max_side)
+        return shrink(image, self.config.max_side)
+
     def features(self, image: Image.Image) -> LocalFeatures:
-        return orb_features(shrink(image, self.config.max_side), self.config.n_features)
+        return orb_features(self.keypoint_image(image), self.config.n_features)
 
     def grey(self, image: Image.Image) -> Grey | None:
         """Grey levels at ``agreement_side``; None when the agreement is off."""
@@ -170,7 +180,7 @@ class LocalVerifier:
                 return self._cache[key]
         try:
             source = self._load_reference(record)
-            image = shrink(source, self.config.max_side)
+            image = self.keypoint_image(source)
             view = ReferenceView(self.features(image), self.grey(image), source.size)
         except (ImageDecodeError, OSError):
             # A catalogue file moved or broke: no local evidence, the descriptor score stands.
@@ -186,10 +196,10 @@ class LocalVerifier:
         score), best first."""
         config = self.config
         shortlist = list(hits[: config.shortlist])
-        small = shrink(query, config.max_side)
-        views = [QueryView(False, self.features(small), self.grey(small))]
+        sized = self.keypoint_image(query)
+        views = [QueryView(False, self.features(sized), self.grey(sized))]
         if config.mirror_retry:
-            mirrored = ImageOps.mirror(small)
+            mirrored = ImageOps.mirror(sized)
             views.append(QueryView(True, self.features(mirrored), self.grey(mirrored)))
         results = [self._verify(hit, views, query.size) for hit in shortlist]
         results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in hits[config.shortlist :]]

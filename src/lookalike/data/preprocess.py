@@ -46,6 +46,17 @@ def shrink(image: Image.Image, max_side: int) -> Image.Image:
     return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
+def fit(image: Image.Image, side: int) -> Image.Image:
+    """``image`` scaled up or down to ``side`` pixels on its longest side."""
+    if max(image.size) == side:
+        return image
+    if max(image.size) > side:
+        return shrink(image, side)
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    return image.resize(size, Image.Resampling.BICUBIC)
+
+
 @dataclass(frozen=True)
 class PreparedImage:
     """A decoded listing photo ready for checking: model input (uint8, (3, S, S)); when
