@@ -51,7 +51,7 @@ class RerankConfig:
     comparison, the bonus counts inliers alone. Settings stored before ``upscale`` and
     ``agreement_side`` existed load with them off, as they were calibrated."""
 
-    shortlist: int = 10
+    shortlist: int = 20
     band: tuple[float, float] | None = None
     n_features: int = 1000
     weight: float = 1.0
