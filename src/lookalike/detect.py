@@ -64,8 +64,8 @@ class Match:
     ``inliers`` counts the keypoints that confirm it (0: none did), ``agreement`` says how
     well the logo's aligned outline agrees with the photo (0..1) and ``expected_precision``
     comes from the logo calibration. A whole-photo match that local verification confirmed
-    carries the same evidence: the catalogue photo's corners in listing pixels (parts may
-    lie outside a cropped listing), its keypoint inliers and how well the aligned pictures
+    carries the same evidence: the catalogue photo's corners in listing pixels (None when
+    it fills the whole listing), its keypoint inliers and how well the aligned pictures
     agree; unconfirmed ones carry None."""
 
     item_id: str
