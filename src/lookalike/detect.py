@@ -247,10 +247,7 @@ class Detector:
         verdicts_out = []
         for verdict, item, logo_matches in zip(verdicts, prepared, found, strict=True):
             # regions were found on the kept copy: give them in the decoded photo's pixels
-            kept = item.image
-            scale = 1.0
-            if kept is not None and item.source_size is not None:
-                scale = item.source_size[0] / max(1, kept.width)
+            scale = _listing_scale(item)
             verdicts_out.append(self.verdict_from(verdict.matches, logo_matches, scale=scale))
         return verdicts_out
 
@@ -284,13 +281,10 @@ class Detector:
         the whole photo and its tiles (a tile's score lowered by the penalty)."""
         originals = [item.image for item in prepared] if prepared is not None else None
         scales = [_listing_scale(item) for item in prepared] if prepared is not None else None
-        if tiles is None or self.tiles is None:
-            rows = self.index.search(
-                Embeddings(whole, self.embedder.fingerprint), self._search_depth(top_k)
-            )
-            return self._verdicts(rows, top_k, originals, scales)
         k = self._search_depth(top_k)
         rows = self.index.search(Embeddings(whole, self.embedder.fingerprint), k)
+        if tiles is None or self.tiles is None:
+            return self._verdicts(rows, top_k, originals, scales)
         flat = np.concatenate(list(tiles)) if len(tiles) else whole[:0]
         tile_rows = self.index.search(Embeddings(flat, self.embedder.fingerprint), k)
         merged, start = [], 0
@@ -382,8 +376,7 @@ class Detector:
         expected = None
         if self.logo_calibration is not None:
             expected = round(float(self.logo_calibration.precision_at(found.score)[0]), 4)
-        region = tuple((round(x * scale, 1), round(y * scale, 1)) for x, y in found.region)
-        pairs = tuple(((x * scale, y * scale), ref) for (x, y), ref in found.point_pairs)
+        region, pairs = _in_listing_pixels(found.region, found.point_pairs, scale)
         return Match.from_record(
             found.record,
             found.score,
@@ -402,16 +395,26 @@ def _listing_scale(item: PreparedImage) -> float:
     return item.source_size[0] / max(1, item.image.width)
 
 
+def _in_listing_pixels(
+    region: Sequence[Point] | None,
+    pairs: Sequence[tuple[Point, Point]],
+    scale: float,
+) -> tuple[tuple[Point, ...] | None, tuple[tuple[Point, Point], ...]]:
+    """A region and keypoint pairs found on a kept copy, in the listing's pixels (``scale``:
+    listing pixels per kept pixel); the pairs' reference side stays as it is."""
+    scaled = None
+    if region is not None:
+        scaled = tuple((round(x * scale, 1), round(y * scale, 1)) for x, y in region)
+    return scaled, tuple(((x * scale, y * scale), ref) for (x, y), ref in pairs)
+
+
 def _verified_match(verified: VerifiedHit, scale: float) -> Match:
     """A whole-photo match at its fused score, with its verification's evidence (region and
     keypoint pairs in listing pixels) when keypoints confirmed it."""
     evidence = verified.evidence
     if not verified.inliers or evidence is None:
         return Match.from_record(verified.hit.record, verified.score)
-    region = None
-    if evidence.region is not None:
-        region = tuple((round(x * scale, 1), round(y * scale, 1)) for x, y in evidence.region)
-    pairs = tuple(((x * scale, y * scale), ref) for (x, y), ref in evidence.point_pairs)
+    region, pairs = _in_listing_pixels(evidence.region, evidence.point_pairs, scale)
     agreement = round(verified.agreement, 4) if verified.agreement is not None else None
     return Match.from_record(
         verified.hit.record,

@@ -29,7 +29,7 @@ from PIL import Image, ImageOps
 from .data.decode import ImageDecodeError, decode_image
 from .data.preprocess import fit, shrink
 from .index import CatalogRecord, SearchHit
-from .logos.geometry import Point, covers, plausible_view, project
+from .logos.geometry import Point, box_corners, covers, plausible_view, project
 from .verify import (
     LocalFeatures,
     Verification,
@@ -236,36 +236,20 @@ def _copy_evidence(
     query_size: tuple[int, int],
 ) -> CopyEvidence:
     """The verification's homography and inliers, in the pixels a moderator sees: the
-    listing as given (keypoints were found on a shrunk, maybe mirrored copy) and the
-    catalogue file (keypoints were found on a shrunk copy)."""
-    small_width, small_height = query.features.image_size
-    to_listing = np.diag(
-        [query_size[0] / max(1, small_width), query_size[1] / max(1, small_height)]
-    )
-    reference_width, reference_height = reference.features.image_size
-    to_catalogue = np.diag(
-        [
-            reference.source_size[0] / max(1, reference_width),
-            reference.source_size[1] / max(1, reference_height),
-        ]
-    )
+    listing as given (keypoints were found on a resized, maybe mirrored copy) and the
+    catalogue file (keypoints were found on a resized copy)."""
+    keypoint_width = query.features.image_size[0]
+    to_listing = _ratio(query_size, query.features.image_size)
+    to_catalogue = _ratio(reference.source_size, reference.features.image_size)
 
     def listing_points(points: npt.NDArray[np.float64]) -> npt.NDArray[np.float64]:
         if query.mirrored:  # back from the mirrored copy the keypoints were found on
-            points = np.column_stack([small_width - points[:, 0], points[:, 1]])
-        return points @ to_listing
+            points = np.column_stack([keypoint_width - points[:, 0], points[:, 1]])
+        return points * to_listing
 
     region = None
     if verification.homography is not None:
-        corners = np.array(
-            [
-                [0, 0],
-                [reference_width, 0],
-                [reference_width, reference_height],
-                [0, reference_height],
-            ],
-            dtype=np.float64,
-        )
+        corners = box_corners(0, 0, *reference.features.image_size)
         try:
             inverse = np.asarray(np.linalg.inv(verification.homography), dtype=np.float64)
         except np.linalg.LinAlgError:  # a degenerate fit: keypoints, but no view to outline
@@ -276,7 +260,7 @@ def _copy_evidence(
             if not covers(mapped, _inset_corners(query_size)):
                 region = tuple((round(float(x), 1), round(float(y), 1)) for x, y in mapped)
     query_points = listing_points(verification.query_points.astype(np.float64))
-    reference_points = verification.reference_points.astype(np.float64) @ to_catalogue
+    reference_points = verification.reference_points.astype(np.float64) * to_catalogue
     pairs = tuple(
         ((float(qx), float(qy)), (float(rx), float(ry)))
         for (qx, qy), (rx, ry) in zip(query_points, reference_points, strict=True)
@@ -288,9 +272,14 @@ def _inset_corners(size: tuple[int, int], inset: float = 0.03) -> npt.NDArray[np
     """The corners of a ``size`` picture moved inwards by ``inset`` of each side: a copy of
     the whole picture projects to its corners give or take a few pixels."""
     width, height = size
-    left, right = inset * width, (1 - inset) * width
-    top, bottom = inset * height, (1 - inset) * height
-    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]])
+    return box_corners(inset * width, inset * height, (1 - inset) * width, (1 - inset) * height)
+
+
+def _ratio(to_size: tuple[int, int], from_size: tuple[int, int]) -> npt.NDArray[np.float64]:
+    """Per axis (x, y), pixels of a picture of ``to_size`` per pixel of ``from_size``."""
+    return np.array(
+        [to_size[0] / max(1, from_size[0]), to_size[1] / max(1, from_size[1])], np.float64
+    )
 
 
 def _agreement(
@@ -300,13 +289,13 @@ def _agreement(
     The homography maps keypoint pixels; the grey arrays are smaller, so it is rescaled."""
     if query.grey is None or reference.grey is None or verification.homography is None:
         return None
-    to_query_grey = _scaling(query.grey, query.features.image_size)
-    to_reference_grey = _scaling(reference.grey, reference.features.image_size)
+    to_query_grey = _grey_scaling(query.grey, query.features.image_size)
+    to_reference_grey = _grey_scaling(reference.grey, reference.features.image_size)
     homography = to_reference_grey @ verification.homography @ np.linalg.inv(to_query_grey)
     return gradient_agreement(query.grey, reference.grey, homography)
 
 
-def _scaling(grey: Grey, image_size: tuple[int, int]) -> npt.NDArray[np.float64]:
+def _grey_scaling(grey: Grey, image_size: tuple[int, int]) -> npt.NDArray[np.float64]:
     """The 3x3 scaling from pixels of an image of ``image_size`` to pixels of ``grey``."""
     height, width = grey.shape
-    return np.diag([width / max(1, image_size[0]), height / max(1, image_size[1]), 1.0])
+    return np.diag([*_ratio((width, height), image_size), 1.0])

@@ -27,7 +27,7 @@ import numpy.typing as npt
 from PIL import Image
 
 from ..verify import masked_correlation
-from .geometry import Quad, plausible_view, project
+from .geometry import Quad, box_corners, plausible_view, project
 from .windows import grey
 
 Grey = npt.NDArray[np.float32]
@@ -212,7 +212,7 @@ def _rendering_quad(
     """The rendering's corners in crop pixels under the template -> crop ``warp``."""
     width, height = logo.rendering_size
     scale, margin = logo.scales[index], logo.margins[index]
-    corners = np.array([[0, 0], [width, 0], [width, height], [0, height]], np.float64)
+    corners = box_corners(0, 0, width, height)
     return project(warp.astype(np.float64), corners * scale + margin)
 
 

@@ -42,6 +42,11 @@ def plausible_view(quad: npt.NDArray[np.float64], min_area: float = MIN_AREA) ->
     return True
 
 
+def box_corners(left: float, top: float, right: float, bottom: float) -> npt.NDArray[np.float64]:
+    """A box's corners as a (4, 2) quad: TL, TR, BR, BL."""
+    return np.array([[left, top], [right, top], [right, bottom], [left, bottom]], np.float64)
+
+
 def covers(quad: npt.NDArray[np.float64], points: npt.NDArray[np.float64]) -> bool:
     """Whether the convex ``quad`` (4, 2) contains every one of ``points`` (n, 2)."""
     edges = np.roll(quad, -1, axis=0) - quad
