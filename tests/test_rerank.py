@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageOps
 
 from lookalike.data.synthetic import synthetic_image
+from lookalike.data.tiles import TileConfig
 from lookalike.detect import Detector, load_detector
 from lookalike.index import CatalogItem
 from lookalike.indexing import new_index_for
@@ -84,6 +85,38 @@ def test_mirrored_copy_is_verified_through_the_mirror_retry(
     assert plain_ids["item5"].inliers < by_id["item5"].inliers
 
 
+def test_a_negative_copy_is_verified_through_the_invert_retry(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    """ORB's binary tests flip on a negative: only the inverted listing matches point for point."""
+    embedder, folder = catalogue
+    query = ImageOps.invert(textured(6))
+    detector = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
+    hits = detector.index.search(embedder.embed([query]), 8)[0]
+    by_id = {v.hit.record.item_id: v for v in LocalVerifier().rerank(query, hits)}
+    assert by_id["item6"].inverted and by_id["item6"].inliers >= 12
+    assert by_id["item6"].agreement is not None and by_id["item6"].agreement > 0.8
+    assert not any(v.inliers for key, v in by_id.items() if key != "item6")
+    plain = LocalVerifier(RerankConfig(invert_retry=False)).rerank(query, hits)
+    assert {v.hit.record.item_id: v.inliers for v in plain}["item6"] < 8
+    # the detector retries only what the negative tile found
+    others = LocalVerifier().rerank(query, hits, invert={"item1", "item2"})
+    assert {v.hit.record.item_id: v.inliers for v in others}["item6"] < 8
+    chosen = LocalVerifier().rerank(query, hits, invert={"item6"})
+    assert {v.hit.record.item_id: v.inverted for v in chosen}["item6"]
+
+
+def test_the_tiled_detector_confirms_a_negative_copy(catalogue: tuple[Embedder, Path]) -> None:
+    embedder, folder = catalogue
+    detector = load_detector(
+        folder / "index", model=embedder, verify=RerankConfig(shortlist=8), tiles=TileConfig()
+    )
+    best = detector.check(ImageOps.invert(textured(6))).best
+    assert best is not None and best.item_id == "item6"
+    assert best.inliers is not None and best.inliers >= 12
+    assert best.agreement is not None and best.agreement > 0.8
+
+
 def test_band_limits_which_queries_are_verified() -> None:
     verifier = LocalVerifier(RerankConfig(band=(0.5, 0.9)))
     assert [verifier.wants(s) for s in (0.4, 0.5, 0.89, 0.9)] == [False, True, True, False]
@@ -149,6 +182,8 @@ def test_settings_stored_before_the_agreement_keep_inliers_only() -> None:
     assert RerankConfig.from_dict(RerankConfig().to_dict()).agreement_side == 256
     del stored["upscale"]
     assert RerankConfig().upscale and not RerankConfig.from_dict(stored).upscale
+    del stored["invert_retry"]
+    assert RerankConfig().invert_retry and not RerankConfig.from_dict(stored).invert_retry
 
 
 def _pairs_offset(pairs: tuple) -> np.ndarray:

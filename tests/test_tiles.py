@@ -6,7 +6,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 
 from lookalike.data import load_catalog
 from lookalike.data.preprocess import Preprocessor
@@ -23,7 +23,7 @@ def test_boxes_cover_each_grid_and_the_centre() -> None:
     boxes = config.boxes(300, 200)
     assert len(boxes) == 4 + 2 + 2 + 3 + 3 + 9 + 1
     assert boxes[-2] == (200, 133, 300, 200)  # the last 3x3 cell
-    assert config.count == len(boxes) + 3  # and the three quarter turns
+    assert config.count == len(boxes) + 3 + 1  # and the three quarter turns, the negative
     assert boxes[0] == (0, 0, 150, 100) and boxes[3] == (150, 100, 300, 200)  # 2x2 corners
     assert boxes[-1] == (60, 40, 240, 160)  # the centre, 60% of each side
     for left, top, right, bottom in boxes:
@@ -42,7 +42,7 @@ def test_tiny_photos_still_get_one_pixel_tiles() -> None:
         {"grids": ((0, 2),)},
         {"centre": 1.0},
         {"turns": (45,)},
-        {"grids": (), "centre": None, "turns": ()},
+        {"grids": (), "centre": None, "turns": (), "negative": False},
     ],
 )
 def test_config_is_validated(bad: dict) -> None:
@@ -54,7 +54,8 @@ def test_config_round_trips_through_metadata() -> None:
     config = TileConfig(grids=((1, 3),), centre=None, penalty=0.2)
     assert TileConfig.from_dict(config.to_dict()) == config
     assert TileConfig.from_dict(TileConfig().to_dict()) == TileConfig()
-    assert TileConfig(grids=(), centre=None).count == 3  # turns alone are enough
+    assert TileConfig(grids=(), centre=None, negative=False).count == 3  # turns are enough
+    assert TileConfig(grids=(), centre=None, turns=()).count == 1  # so is the negative
 
 
 def test_settings_stored_before_turns_keep_no_turns() -> None:
@@ -64,13 +65,23 @@ def test_settings_stored_before_turns_keep_no_turns() -> None:
     assert TileConfig.from_dict(stored).turns == ()
 
 
-def test_tile_images_are_the_crops_then_the_turned_photo() -> None:
+def test_settings_stored_before_the_negative_keep_no_negative() -> None:
+    stored = TileConfig().to_dict()
+    del stored["negative"]
+    assert TileConfig().negative and not TileConfig.from_dict(stored).negative
+
+
+def test_tile_images_are_the_crops_the_turned_photo_then_the_negative() -> None:
     photo = synthetic_image(2, (300, 200))
     images = TileConfig().images(photo)
     assert len(images) == TileConfig().count
     assert images[0].size == (150, 100)  # the first 2x2 cell
-    assert [image.size for image in images[-3:]] == [(200, 300), (300, 200), (200, 300)]
-    assert np.array_equal(np.asarray(images[-2]), np.asarray(photo)[::-1, ::-1])  # 180 degrees
+    assert [image.size for image in images[-4:-1]] == [(200, 300), (300, 200), (200, 300)]
+    assert np.array_equal(np.asarray(images[-3]), np.asarray(photo)[::-1, ::-1])  # 180 degrees
+    grey = np.asarray(photo.convert("L"), dtype=np.int16)
+    negative = np.asarray(images[-1], dtype=np.int16)
+    assert images[-1].mode == "RGB" and negative.shape == (200, 300, 3)
+    assert np.array_equal(negative[..., 0], 255 - grey)
 
 
 def test_preprocessor_cuts_tiles_as_model_inputs() -> None:
@@ -140,6 +151,23 @@ def test_a_photo_uploaded_sideways_is_found_by_its_turned_tile(
     assert found.score >= 0.95 - TileConfig().penalty  # the 90-degree tile undoes the turn
     before = {m.item_id: m.score for m in unturned.check(photo).matches}
     assert found.score > before.get("item005", -1.0) + 0.05
+
+
+def test_a_negative_photo_is_found_by_its_negative_tile(
+    shared_embedder: Embedder, tmp_path: Path
+) -> None:
+    for seed in range(8):  # black-and-white catalogue photos: their negative's grey is exact
+        synthetic_image(seed).convert("L").save(tmp_path / f"item{seed:03d}.png")
+    index = new_index_for(shared_embedder)
+    add_entries(index, shared_embedder, load_catalog(tmp_path), progress=False)
+    photo = ImageOps.invert(synthetic_image(6).convert("L")).convert("RGB")
+    with_negative = Detector(shared_embedder, index, tiles=TileConfig())
+    without = Detector(shared_embedder, index, tiles=TileConfig(negative=False))
+    found = with_negative.check(photo).matches[0]
+    assert found.item_id == "item006"
+    assert found.score >= 0.95 - TileConfig().penalty
+    before = {m.item_id: m.score for m in without.check(photo).matches}
+    assert found.score > before.get("item006", -1.0) + 0.05
 
 
 class _ModelWith:

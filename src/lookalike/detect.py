@@ -287,12 +287,15 @@ class Detector:
             return self._verdicts(rows, top_k, originals, scales)
         flat = np.concatenate(list(tiles)) if len(tiles) else whole[:0]
         tile_rows = self.index.search(Embeddings(flat, self.embedder.fingerprint), k)
-        merged, start = [], 0
+        merged, negatives, start = [], [], 0
         for hits, photo_tiles in zip(rows, tiles, strict=True):
             parts = tile_rows[start : start + len(photo_tiles)]
             start += len(photo_tiles)
             merged.append(_merge_tile_hits(hits, parts, self.tiles.penalty, k))
-        return self._verdicts(merged, top_k, originals, scales)
+            # the negative is the last tile: its finds alone are worth an inverted retry
+            found = parts[-1] if self.tiles.negative else []
+            negatives.append(frozenset(hit.record.item_id for hit in found))
+        return self._verdicts(merged, top_k, originals, scales, negatives)
 
     def check_pixels(
         self,
@@ -327,16 +330,19 @@ class Detector:
         top_k: int | None,
         originals: Sequence[Image.Image | None] | None,
         scales: Sequence[float] | None = None,
+        negatives: Sequence[frozenset[str]] | None = None,
     ) -> list[Verdict]:
         """``scales``: listing pixels per pixel of each original (a kept, shrunk copy), for
-        the evidence of verified matches."""
+        the evidence of verified matches; ``negatives``: per photo, the item ids its
+        negative tile found (the only ones retried inverted; None: any)."""
         top_k = top_k or self.top_k
         verdicts, verifier = [], self.verifier
         for position, hits in enumerate(rows):
             original = originals[position] if originals is not None else None
             if verifier and original is not None and hits and verifier.wants(hits[0].score):
                 scale = scales[position] if scales is not None else 1.0
-                verified = verifier.rerank(original, hits)[:top_k]
+                invert = negatives[position] if negatives is not None else None
+                verified = verifier.rerank(original, hits, invert=invert)[:top_k]
                 verdicts.append(self.verdict_from([_verified_match(v, scale) for v in verified]))
             else:
                 verdicts.append(self.verdict(hits[:top_k]))

@@ -7,7 +7,8 @@ candidates — only where the descriptor is unsure, to keep throughput — combi
 
     fused = descriptor score + weight * n / (n + half_saturation) * agreement
 
-with ``n`` the RANSAC inliers (also tried with the query mirrored) and ``agreement`` how well
+with ``n`` the RANSAC inliers (also tried with the query mirrored, and inverted: ORB's
+binary tests flip on a negative) and ``agreement`` how well
 the aligned pictures agree (:func:`~lookalike.verify.gradient_agreement`, 0..1): inliers
 also confirm variants of a catalogue photo (the same watch with another strap), whose shared
 parts match point for point; the pictures as a whole do not. Reference keypoints and grey
@@ -18,7 +19,7 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Container, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -49,7 +50,9 @@ class RerankConfig:
     gives few keypoints). ``agreement_side``: the aligned pictures are compared at this
     longest side (kept per reference in the cache; 256 measured as good as 384); None: no
     comparison, the bonus counts inliers alone. Settings stored before ``upscale`` and
-    ``agreement_side`` existed load with them off, as they were calibrated."""
+    ``agreement_side`` existed load with them off, as they were calibrated.
+    ``invert_retry``: a candidate neither the listing nor its mirror image confirms is
+    tried against the listing's negative (off in settings stored before it existed)."""
 
     shortlist: int = 20
     band: tuple[float, float] | None = None
@@ -58,6 +61,7 @@ class RerankConfig:
     half_saturation: float = 12.0
     min_inliers: int = 8
     mirror_retry: bool = True
+    invert_retry: bool = True
     max_side: int = 384
     upscale: bool = True
     agreement_side: int | None = 256
@@ -73,6 +77,7 @@ class RerankConfig:
         values = {key: value for key, value in data.items() if key in cls.__dataclass_fields__}
         values.setdefault("upscale", False)
         values.setdefault("agreement_side", None)
+        values.setdefault("invert_retry", False)
         if values.get("band") is not None:
             values["band"] = (float(values["band"][0]), float(values["band"][1]))
         return cls(**values)
@@ -87,6 +92,7 @@ class VerifiedHit:
     verification: Verification | None
     agreement: float | None = None  # None: not compared (no inliers, or comparison off)
     evidence: CopyEvidence | None = None  # where the confirmed copy lies, for moderators
+    inverted: bool = False  # confirmed on the listing's negative
 
 
 @dataclass(frozen=True)
@@ -116,11 +122,14 @@ class ReferenceView:
 
 @dataclass(frozen=True)
 class QueryView:
-    """The same for the listing photo, once straight and once mirrored."""
+    """The same for the listing photo: straight, mirrored or (``inverted``) its negative.
+    The negative's grey levels are the listing's own: gradient magnitudes do not change
+    when a picture is inverted."""
 
     mirrored: bool
     features: LocalFeatures
     grey: Grey | None
+    inverted: bool = False
 
 
 ReferenceLoader = Callable[[CatalogRecord], Image.Image]
@@ -191,22 +200,46 @@ class LocalVerifier:
                 self._cache.popitem(last=False)
         return view
 
-    def rerank(self, query: Image.Image, hits: Sequence[SearchHit]) -> list[VerifiedHit]:
+    def rerank(
+        self,
+        query: Image.Image,
+        hits: Sequence[SearchHit],
+        *,
+        invert: Container[str] | None = None,
+    ) -> list[VerifiedHit]:
         """Fused scores for the first ``shortlist`` hits (the rest keep their descriptor
-        score), best first."""
+        score), best first. ``invert``: the item ids worth the inverted retry (those the
+        listing's negative tile found: the retry costs a third matching per candidate);
+        None: any candidate."""
         config = self.config
         shortlist = list(hits[: config.shortlist])
         sized = self.keypoint_image(query)
-        views = [QueryView(False, self.features(sized), self.grey(sized))]
+        grey = self.grey(sized)
+        views = [QueryView(False, self.features(sized), grey)]
         if config.mirror_retry:
             mirrored = ImageOps.mirror(sized)
             views.append(QueryView(True, self.features(mirrored), self.grey(mirrored)))
-        results = [self._verify(hit, views, query.size) for hit in shortlist]
+        retried = [
+            config.invert_retry and (invert is None or hit.record.item_id in invert)
+            for hit in shortlist
+        ]
+        negative = None
+        if any(retried):
+            inverted = ImageOps.invert(sized.convert("L"))
+            negative = QueryView(False, self.features(inverted), grey, inverted=True)
+        results = [
+            self._verify(hit, views, negative if retry else None, query.size)
+            for hit, retry in zip(shortlist, retried, strict=True)
+        ]
         results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in hits[config.shortlist :]]
         return sorted(results, key=lambda verified: verified.score, reverse=True)
 
     def _verify(
-        self, hit: SearchHit, views: list[QueryView], query_size: tuple[int, int]
+        self,
+        hit: SearchHit,
+        views: list[QueryView],
+        negative: QueryView | None,
+        query_size: tuple[int, int],
     ) -> VerifiedHit:
         reference = self.reference_view(hit.record)
         best: tuple[int, QueryView | None, Verification | None] = (0, None, None)
@@ -216,6 +249,10 @@ class LocalVerifier:
                 best = (verification.inliers, view, verification)
             if best[0] >= 3 * self.config.half_saturation:
                 break  # already conclusive: skip the mirrored try
+        if negative is not None and best[0] < self.config.min_inliers:
+            verification = match_and_verify(negative.features, reference.features)
+            if verification.inliers > best[0]:
+                best = (verification.inliers, negative, verification)
         inliers, chosen, found = best
         if inliers < self.config.min_inliers or chosen is None or found is None:
             return VerifiedHit(hit, hit.score, 0, False, None)
@@ -225,7 +262,14 @@ class LocalVerifier:
             bonus *= agreement
         evidence = _copy_evidence(chosen, reference, found, query_size)
         return VerifiedHit(
-            hit, hit.score + bonus, inliers, chosen.mirrored, found, agreement, evidence
+            hit,
+            hit.score + bonus,
+            inliers,
+            chosen.mirrored,
+            found,
+            agreement,
+            evidence,
+            chosen.inverted,
         )
 
 

@@ -3,12 +3,14 @@
 A collage puts a catalogue photo in one cell of a 2x2 or 3x3 grid or a 1x3 strip; a paste or a
 screenshot frames it in the middle of something else. The whole-photo descriptor of such a
 listing mostly describes the rest. A photo uploaded sideways or upside down is a quarter
-turn away from its catalogue original. Each tile (grid cells, halves, thirds, the centre,
-the whole photo turned by 90, 180 and 270 degrees) is embedded like a photo and searched
-too; a catalogue photo's score is its best over the whole photo and the tiles, a tile's
-score lowered by ``penalty`` (a part of a photo resembles *something* in a large catalogue
-more easily than a whole photo does). Local verification of the merged shortlist then
-checks the whole listing against each candidate (ORB keypoints do not mind turns).
+turn away from its catalogue original; a recoloured one may be its negative (white on black).
+Each tile (grid cells, halves, thirds, the centre, the whole photo turned by 90, 180 and 270
+degrees, its grey negative) is embedded like a photo and searched too; a catalogue photo's
+score is its best over the whole photo and the tiles, a tile's score lowered by ``penalty``
+(a part of a photo resembles *something* in a large catalogue more easily than a whole
+photo does). Local verification of the merged shortlist then
+checks the whole listing against each candidate (ORB keypoints do not mind turns; the
+verifier retries a negative listing inverted).
 
 Torch-free, so decoding workers cut the tiles beside the model input.
 """
@@ -18,7 +20,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from PIL import Image
+from PIL import Image, ImageOps
 
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
@@ -27,11 +29,14 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 class TileConfig:
     """``grids``: (rows, cols) grids whose cells are tiles; ``centre``: side fraction of a
     centred tile (None: none); ``turns``: the whole photo turned counter-clockwise by these
-    quarter turns (degrees: 90, 180, 270); ``penalty``: subtracted from a tile's similarity."""
+    quarter turns (degrees: 90, 180, 270); ``negative``: the whole photo's grey negative
+    (the descriptor does not see through an inverted photo); ``penalty``: subtracted from a
+    tile's similarity."""
 
     grids: tuple[tuple[int, int], ...] = ((2, 2), (1, 2), (2, 1), (1, 3), (3, 1), (3, 3))
     centre: float | None = 0.6
     turns: tuple[int, ...] = (90, 180, 270)
+    negative: bool = True
     penalty: float = 0.1
 
     def __post_init__(self) -> None:
@@ -41,19 +46,22 @@ class TileConfig:
             raise ValueError(f"centre must be in (0, 1), got {self.centre}")
         if any(turn not in _TRANSPOSES for turn in self.turns):
             raise ValueError(f"turns must be among 90, 180, 270, got {self.turns}")
-        if not self.grids and self.centre is None and not self.turns:
-            raise ValueError("a TileConfig needs grids, a centre tile or turns")
+        if not self.grids and self.centre is None and not self.turns and not self.negative:
+            raise ValueError("a TileConfig needs grids, a centre tile, turns or the negative")
 
     @property
     def count(self) -> int:
         """Tiles per photo."""
         cells = sum(rows * cols for rows, cols in self.grids)
-        return cells + (self.centre is not None) + len(self.turns)
+        return cells + (self.centre is not None) + len(self.turns) + self.negative
 
     def images(self, photo: Image.Image) -> list[Image.Image]:
-        """Every tile of ``photo``: the cropped boxes, then the turned photos."""
-        crops = [photo.crop(box) for box in self.boxes(photo.width, photo.height)]
-        return crops + [photo.transpose(_TRANSPOSES[turn]) for turn in self.turns]
+        """Every tile of ``photo``: the cropped boxes, the turned photos, the negative."""
+        tiles = [photo.crop(box) for box in self.boxes(photo.width, photo.height)]
+        tiles += [photo.transpose(_TRANSPOSES[turn]) for turn in self.turns]
+        if self.negative:
+            tiles.append(ImageOps.invert(photo.convert("L")).convert("RGB"))
+        return tiles
 
     def boxes(self, width: int, height: int) -> list[Box]:
         """The cropped tiles of a ``width`` x ``height`` photo, each at least one pixel."""
@@ -89,8 +97,9 @@ class TileConfig:
         return cls(
             grids=grids,
             centre=None if centre is None else float(centre),
-            # settings stored before turns existed were calibrated without them
+            # settings stored before turns or the negative existed were calibrated without them
             turns=tuple(int(turn) for turn in data.get("turns", ())),
+            negative=bool(data.get("negative", False)),
             penalty=float(data.get("penalty", cls.penalty)),
         )
 
