@@ -23,7 +23,7 @@ def test_boxes_cover_each_grid_and_the_centre() -> None:
     boxes = config.boxes(300, 200)
     assert len(boxes) == 4 + 2 + 2 + 3 + 3 + 9 + 1
     assert boxes[-2] == (200, 133, 300, 200)  # the last 3x3 cell
-    assert config.count == len(boxes) + 3 + 1  # and the three quarter turns, the negative
+    assert config.count == len(boxes) + 3 + 2 + 1  # turns, framed regions, the negative
     assert boxes[0] == (0, 0, 150, 100) and boxes[3] == (150, 100, 300, 200)  # 2x2 corners
     assert boxes[-1] == (60, 40, 240, 160)  # the centre, 60% of each side
     for left, top, right, bottom in boxes:
@@ -42,7 +42,8 @@ def test_tiny_photos_still_get_one_pixel_tiles() -> None:
         {"grids": ((0, 2),)},
         {"centre": 1.0},
         {"turns": (45,)},
-        {"grids": (), "centre": None, "turns": (), "negative": False},
+        {"grids": (), "centre": None, "turns": (), "frames": 0, "negative": False},
+        {"frames": -1},
     ],
 )
 def test_config_is_validated(bad: dict) -> None:
@@ -54,8 +55,8 @@ def test_config_round_trips_through_metadata() -> None:
     config = TileConfig(grids=((1, 3),), centre=None, penalty=0.2)
     assert TileConfig.from_dict(config.to_dict()) == config
     assert TileConfig.from_dict(TileConfig().to_dict()) == TileConfig()
-    assert TileConfig(grids=(), centre=None, negative=False).count == 3  # turns are enough
-    assert TileConfig(grids=(), centre=None, turns=()).count == 1  # so is the negative
+    assert TileConfig(grids=(), centre=None, frames=0, negative=False).count == 3  # turns
+    assert TileConfig(grids=(), centre=None, turns=(), frames=0).count == 1  # the negative
 
 
 def test_settings_stored_before_turns_keep_no_turns() -> None:
@@ -65,16 +66,31 @@ def test_settings_stored_before_turns_keep_no_turns() -> None:
     assert TileConfig.from_dict(stored).turns == ()
 
 
-def test_settings_stored_before_the_negative_keep_no_negative() -> None:
+def test_settings_stored_before_the_negative_and_frames_keep_neither() -> None:
     stored = TileConfig().to_dict()
-    del stored["negative"]
-    assert TileConfig().negative and not TileConfig.from_dict(stored).negative
+    del stored["negative"], stored["frames"]
+    old = TileConfig.from_dict(stored)
+    assert TileConfig().negative and not old.negative
+    assert TileConfig().frames == 2 and old.frames == 0
+
+
+def test_framed_regions_come_before_the_negative() -> None:
+    photo = Image.new("RGB", (300, 240), (40, 90, 160))
+    photo.paste(synthetic_image(4, (110, 100)), (97, 71))  # off every grid line
+    config = TileConfig(grids=(), centre=None, turns=())
+    images = config.images(photo)
+    assert len(images) == 2 == config.count - 1  # one region of the two it may give
+    assert abs(images[0].width - 110) <= 3 and abs(images[0].height - 100) <= 3
+    assert images[1].mode == "RGB" and images[1].size == photo.size  # the negative, last
+    bare = Image.new("RGB", (300, 240), (40, 90, 160))
+    assert len(config.images(bare)) == 1
 
 
 def test_tile_images_are_the_crops_the_turned_photo_then_the_negative() -> None:
     photo = synthetic_image(2, (300, 200))
-    images = TileConfig().images(photo)
-    assert len(images) == TileConfig().count
+    config = TileConfig(frames=0)  # framed regions: see above
+    images = config.images(photo)
+    assert len(images) == config.count
     assert images[0].size == (150, 100)  # the first 2x2 cell
     assert [image.size for image in images[-4:-1]] == [(200, 300), (300, 200), (200, 300)]
     assert np.array_equal(np.asarray(images[-3]), np.asarray(photo)[::-1, ::-1])  # 180 degrees
@@ -85,9 +101,10 @@ def test_tile_images_are_the_crops_the_turned_photo_then_the_negative() -> None:
 
 
 def test_preprocessor_cuts_tiles_as_model_inputs() -> None:
-    prepared = Preprocessor(64, tiles=TileConfig())(synthetic_image(1, (300, 200)))
+    config = TileConfig(frames=0)
+    prepared = Preprocessor(64, tiles=config)(synthetic_image(1, (300, 200)))
     assert prepared.tiles is not None
-    assert prepared.tiles.shape == (TileConfig().count, 3, 64, 64)
+    assert prepared.tiles.shape == (config.count, 3, 64, 64)
     assert prepared.tiles.dtype == np.uint8
     assert Preprocessor(64)(synthetic_image(1)).tiles is None
 
@@ -151,6 +168,20 @@ def test_a_photo_uploaded_sideways_is_found_by_its_turned_tile(
     assert found.score >= 0.95 - TileConfig().penalty  # the 90-degree tile undoes the turn
     before = {m.item_id: m.score for m in unturned.check(photo).matches}
     assert found.score > before.get("item005", -1.0) + 0.05
+
+
+def test_a_paste_off_the_grid_is_found_by_its_framed_region(
+    shared_embedder: Embedder, collage_index: CatalogIndex
+) -> None:
+    photo = Image.new("RGB", (512, 512), (230, 200, 120))
+    photo.paste(synthetic_image(8).resize((190, 190)), (150, 205))  # across four 3x3 cells
+    framed = Detector(shared_embedder, collage_index, tiles=TileConfig())
+    unframed = Detector(shared_embedder, collage_index, tiles=TileConfig(frames=0))
+    found = framed.check(photo).matches[0]
+    assert found.item_id == "item008"
+    assert found.score >= 0.95 - TileConfig().penalty
+    before = {m.item_id: m.score for m in unframed.check(photo).matches}
+    assert found.score > before.get("item008", -1.0) + 0.05
 
 
 def test_a_negative_photo_is_found_by_its_negative_tile(

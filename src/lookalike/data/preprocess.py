@@ -20,10 +20,11 @@ from .decode import (
     decode_image,
     full_size,
 )
+from .sizing import fit, shrink
 from .sources import ImageInput
 from .tiles import TileConfig
 
-__all__ = ["PreparedImage", "Preprocessor", "model_input", "shrink"]
+__all__ = ["PreparedImage", "Preprocessor", "fit", "model_input", "shrink"]
 
 
 def model_input(image: Image.Image, side: int) -> np.ndarray:
@@ -35,26 +36,6 @@ def model_input(image: Image.Image, side: int) -> np.ndarray:
     if image.mode != "RGB":
         image = image.convert("RGB")
     return np.ascontiguousarray(np.asarray(image, dtype=np.uint8).transpose(2, 0, 1))
-
-
-def shrink(image: Image.Image, max_side: int) -> Image.Image:
-    """``image`` scaled down (never up) to ``max_side`` pixels on its longest side."""
-    if max(image.size) <= max_side:
-        return image
-    scale = max_side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-
-
-def fit(image: Image.Image, side: int) -> Image.Image:
-    """``image`` scaled up or down to ``side`` pixels on its longest side."""
-    if max(image.size) == side:
-        return image
-    if max(image.size) > side:
-        return shrink(image, side)
-    scale = side / max(image.size)
-    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
-    return image.resize(size, Image.Resampling.BICUBIC)
 
 
 @dataclass(frozen=True)

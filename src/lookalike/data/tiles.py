@@ -4,13 +4,14 @@ A collage puts a catalogue photo in one cell of a 2x2 or 3x3 grid or a 1x3 strip
 screenshot frames it in the middle of something else. The whole-photo descriptor of such a
 listing mostly describes the rest. A photo uploaded sideways or upside down is a quarter
 turn away from its catalogue original; a recoloured one may be its negative (white on black).
-Each tile (grid cells, halves, thirds, the centre, the whole photo turned by 90, 180 and 270
-degrees, its grey negative) is embedded like a photo and searched too; a catalogue photo's
-score is its best over the whole photo and the tiles, a tile's score lowered by ``penalty``
-(a part of a photo resembles *something* in a large catalogue more easily than a whole
-photo does). Local verification of the merged shortlist then
-checks the whole listing against each candidate (ORB keypoints do not mind turns; the
-verifier retries a negative listing inverted).
+A paste lies wherever the seller put it, but keeps its straight border: framed regions
+(:mod:`.frames`) find it. Each tile (grid cells, halves, thirds, the centre, the whole photo
+turned by 90, 180 and 270 degrees, framed regions, the grey negative) is embedded like a
+photo and searched too; a catalogue photo's score is its best over the whole photo and the
+tiles, a tile's score lowered by ``penalty`` (a part of a photo resembles *something* in a
+large catalogue more easily than a whole photo does). Local verification of the merged
+shortlist then checks the whole listing against each candidate (ORB keypoints do not mind
+turns; the verifier retries a negative listing inverted).
 
 Torch-free, so decoding workers cut the tiles beside the model input.
 """
@@ -22,6 +23,8 @@ from typing import Any
 
 from PIL import Image, ImageOps
 
+from .frames import framed_regions
+
 Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 
 
@@ -29,13 +32,16 @@ Box = tuple[int, int, int, int]  # left, top, right, bottom in pixels
 class TileConfig:
     """``grids``: (rows, cols) grids whose cells are tiles; ``centre``: side fraction of a
     centred tile (None: none); ``turns``: the whole photo turned counter-clockwise by these
-    quarter turns (degrees: 90, 180, 270); ``negative``: the whole photo's grey negative
+    quarter turns (degrees: 90, 180, 270); ``frames``: at most this many framed regions
+    (rectangles the photo shows another photo in, see :mod:`.frames`); ``negative``: the
+    whole photo's grey negative
     (the descriptor does not see through an inverted photo); ``penalty``: subtracted from a
     tile's similarity."""
 
     grids: tuple[tuple[int, int], ...] = ((2, 2), (1, 2), (2, 1), (1, 3), (3, 1), (3, 3))
     centre: float | None = 0.6
     turns: tuple[int, ...] = (90, 180, 270)
+    frames: int = 2
     negative: bool = True
     penalty: float = 0.1
 
@@ -46,19 +52,25 @@ class TileConfig:
             raise ValueError(f"centre must be in (0, 1), got {self.centre}")
         if any(turn not in _TRANSPOSES for turn in self.turns):
             raise ValueError(f"turns must be among 90, 180, 270, got {self.turns}")
-        if not self.grids and self.centre is None and not self.turns and not self.negative:
-            raise ValueError("a TileConfig needs grids, a centre tile, turns or the negative")
+        if self.frames < 0:
+            raise ValueError(f"frames must be >= 0, got {self.frames}")
+        kinds = (self.grids, self.centre is not None, self.turns, self.frames, self.negative)
+        if not any(kinds):
+            raise ValueError("a TileConfig needs grids, a centre, turns, frames or the negative")
 
     @property
     def count(self) -> int:
-        """Tiles per photo."""
+        """Tiles per photo at most (a photo may show fewer framed regions)."""
         cells = sum(rows * cols for rows, cols in self.grids)
-        return cells + (self.centre is not None) + len(self.turns) + self.negative
+        fixed = cells + (self.centre is not None) + len(self.turns) + self.negative
+        return fixed + self.frames
 
     def images(self, photo: Image.Image) -> list[Image.Image]:
-        """Every tile of ``photo``: the cropped boxes, the turned photos, the negative."""
+        """Every tile of ``photo``: the cropped boxes, the turned photos, the framed regions,
+        then the negative (always last: the detector retries what it finds inverted)."""
         tiles = [photo.crop(box) for box in self.boxes(photo.width, photo.height)]
         tiles += [photo.transpose(_TRANSPOSES[turn]) for turn in self.turns]
+        tiles += [photo.crop(box) for box in framed_regions(photo, self.frames)]
         if self.negative:
             tiles.append(ImageOps.invert(photo.convert("L")).convert("RGB"))
         return tiles
@@ -97,8 +109,9 @@ class TileConfig:
         return cls(
             grids=grids,
             centre=None if centre is None else float(centre),
-            # settings stored before turns or the negative existed were calibrated without them
+            # settings stored before turns, frames or the negative were calibrated without them
             turns=tuple(int(turn) for turn in data.get("turns", ())),
+            frames=int(data.get("frames", 0)),
             negative=bool(data.get("negative", False)),
             penalty=float(data.get("penalty", cls.penalty)),
         )
