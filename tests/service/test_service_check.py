@@ -220,3 +220,29 @@ def test_micro_batching_off_runs_one_image_per_pass(
             pool.map(lambda n: post_image(client, listing_jpeg(n), service_env.moderator), range(4))
         )
     assert [r.json()["timing"]["batch_size"] for r in responses] == [1, 1, 1, 1]
+
+
+def test_with_verification_a_pasted_copy_is_outlined_where_it_lies(
+    make_client: AppClient, service_env: ServiceEnv
+) -> None:
+    verified = make_client(verify=True)
+    listing = Image.new("RGB", (600, 450), (235, 225, 200))
+    listing.paste(synthetic_image(2, (256, 256)), (290, 130))  # item002, a third of the page
+    body = post_image(verified, encode(listing, quality=92), service_env.moderator).json()
+    best = body["matches"][0]
+    assert best["item_id"] == "item002" and best["inliers"] >= 8
+    assert 0 < best["agreement"] <= 1
+    region = best["region"]
+    assert abs(region["x"] - 290) <= 12 and abs(region["y"] - 130) <= 12
+    assert abs(region["width"] - 256) <= 16 and abs(region["height"] - 256) <= 16
+
+
+def test_by_default_matches_carry_no_keypoint_evidence(
+    client: TestClient, service_env: ServiceEnv
+) -> None:
+    body = post_image(client, listing_jpeg(2), service_env.moderator).json()
+    best = body["matches"][0]
+    assert best["item_id"] == "item002"
+    assert best["inliers"] is None and best["agreement"] is None
+    assert best["region"] == {"x": 0, "y": 0, "width": 256, "height": 256}
+    assert best["score"] <= 1.0  # a cosine: no keypoint bonus

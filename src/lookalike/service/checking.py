@@ -16,10 +16,10 @@ from typing import TypeVar
 
 from ..data.decode import ImageDecodeError
 from ..data.preprocess import Preprocessor
-from ..detect import Verdict
+from ..detect import Match, Verdict
 from .batcher import MicroBatcher
 from .errors import ApiError, CheckTimeoutError, decode_error
-from .evidence import EvidenceEntry, EvidenceStore, Region, whole_image_region
+from .evidence import EvidenceEntry, EvidenceStore, Region, outline_box, whole_image_region
 from .imaging import DecodedImage, ImageLimits, decode_for_model
 from .metrics import ServiceMetrics
 from .uploads import ListingUpload
@@ -115,8 +115,9 @@ class CheckService:
         decoded_at = time.perf_counter()
         result = await self.batcher.submit(decoded.prepared)
         verdict = result.verdict
-        # Whole-photo copies: the region is the whole listing (logos carry their own).
-        regions = tuple(whole_image_region(decoded.size) for _ in verdict.matches)
+        # A verified paste or collage cell carries its outline; other photo matches cover
+        # the whole listing (logos carry their own regions).
+        regions = tuple(_photo_region(match, decoded.size) for match in verdict.matches)
         verdict_id = uuid.uuid4().hex
         self.evidence.put(
             verdict_id,
@@ -141,3 +142,9 @@ class CheckService:
             upload.filename,
             timing,
         )
+
+
+def _photo_region(match: Match, size: tuple[int, int]) -> Region | None:
+    if match.region:
+        return outline_box(match.region, size)
+    return whole_image_region(size)

@@ -47,6 +47,12 @@ def _add_serve(subparsers: argparse._SubParsersAction[Any]) -> None:
     serve.add_argument("--threads", type=int, help="torch threads (default: one per core)")
     serve.add_argument("--precision", choices=("auto", "bf16", "fp32"))
     serve.add_argument("--top-k", type=int)
+    serve.add_argument(
+        "--verify",
+        action="store_const",
+        const=True,
+        help="re-rank with local features and query tiles (better verdicts, ~20x slower)",
+    )
     serve.add_argument("--copy-threshold", type=float, help="with --review-threshold")
     serve.add_argument("--review-threshold", type=float, help="with --copy-threshold")
     serve.add_argument("--max-batch", type=int, help="largest forward pass (default 16)")
@@ -77,6 +83,7 @@ _SETTING_FLAGS = (
     "threads",
     "precision",
     "top_k",
+    "verify",
     "copy_threshold",
     "review_threshold",
     "max_batch",

@@ -45,13 +45,25 @@ class Size(BaseModel):
 
 class MatchOut(BaseModel):
     item_id: str
-    score: float = Field(description="Cosine similarity of the descriptors, -1..1.")
+    score: float = Field(
+        description="Cosine similarity of the descriptors (-1..1), plus up to 1 when "
+        "keypoints confirmed the match (re-ranking on)."
+    )
     brand: str | None
     kind: str = Field(description="`product` or `logo`.")
     sku: str | None
     sha256: str = Field(description="SHA-256 of the catalogue image file.")
     region: Region | None = Field(
-        default=None, description="Where in the listing the match is; null when unknown."
+        default=None,
+        description="Where in the listing the match is: the pasted part when keypoints "
+        "located it, else the whole listing.",
+    )
+    inliers: int | None = Field(
+        default=None, description="Keypoints that confirm the match; null: not confirmed."
+    )
+    agreement: float | None = Field(
+        default=None,
+        description="How well the aligned pictures agree, 0..1; null: not confirmed.",
     )
     image_url: str = Field(description="The catalogue image (moderator key needed).")
 

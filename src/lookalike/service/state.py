@@ -71,10 +71,9 @@ def load_service_detector(settings: Settings, embedder: Embedder | None) -> Dete
         precision=settings.precision,
         threads=threads,
         batch_size=max(32, settings.max_batch),
-        # Whole-photo re-ranking (ORB on a shortlist) costs ~4x the check time: the service
-        # answers interactive calls descriptor-only, with that mode's calibration and
-        # thresholds. Logo search runs when the index has logos (load_detector's default).
-        verify=False,
+        # None: re-rank (with query tiles) as the model recommends, with that mode's
+        # calibration; False: descriptor only. Logo search runs when the index has logos.
+        verify=None if settings.verify else False,
     )
 
 

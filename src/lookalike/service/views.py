@@ -50,6 +50,8 @@ def check_response(state: ServiceState, outcome: CheckOutcome) -> schemas.CheckR
             sku=match.sku,
             sha256=match.sha256,
             region=_region(region),
+            inliers=match.inliers,
+            agreement=match.agreement,
             image_url=item_image_url(match.item_id),
         )
         for match, region in zip(verdict.matches, outcome.regions, strict=True)
