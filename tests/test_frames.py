@@ -77,3 +77,11 @@ def test_regions_too_small_or_nearly_the_whole_photo_are_left_out() -> None:
 @pytest.mark.parametrize("size", [(1, 1), (5, 300), (300, 4)])
 def test_tiny_photos_give_no_region(size: tuple[int, int]) -> None:
     assert framed_regions(Image.new("RGB", size, "white"), limit=2) == []
+
+
+def test_a_striped_block_is_one_region_not_a_pile_of_bands() -> None:
+    stripes = np.full((480, 480, 3), 200, dtype=np.uint8)
+    for top in range(60, 420, 6):  # 60 dark bands, each edge a full-width segment
+        stripes[top : top + 3, 100:380] = 30
+    regions = framed_regions(Image.fromarray(stripes), limit=2)
+    assert regions and close(regions[0], (100, 60, 380, 417), 6)

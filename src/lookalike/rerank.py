@@ -8,11 +8,11 @@ candidates — only where the descriptor is unsure, to keep throughput — combi
     fused = descriptor score + weight * n / (n + half_saturation) * agreement
 
 with ``n`` the RANSAC inliers (also tried with the query mirrored, and inverted: ORB's
-binary tests flip on a negative) and ``agreement`` how well
-the aligned pictures agree (:func:`~lookalike.verify.gradient_agreement`, 0..1): inliers
-also confirm variants of a catalogue photo (the same watch with another strap), whose shared
-parts match point for point; the pictures as a whole do not. Reference keypoints and grey
-levels are computed from the catalogue files on first use and kept in a bounded cache.
+binary tests flip on a negative) and ``agreement`` how well the aligned pictures agree
+(:func:`~lookalike.verify.gradient_agreement`, 0..1): inliers also confirm variants of a
+catalogue photo (the same watch with another strap), whose shared parts match point for
+point; the pictures as a whole do not. Reference keypoints and grey levels are computed
+from the catalogue files on first use and kept in a bounded cache.
 """
 
 from __future__ import annotations

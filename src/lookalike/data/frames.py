@@ -33,7 +33,8 @@ class FrameConfig:
     any channel) that counts as an edge; ``min_fraction``: a region's smallest side, as a
     fraction of the photo's; ``max_area``: larger regions are left out (the whole photo is
     searched anyway); ``support``: the fraction of each side's length that must be edge;
-    ``tolerance``: work pixels by which two sides' ends may differ."""
+    ``tolerance``: work pixels by which two sides' ends may differ; ``max_segments``: only
+    the longest horizontal segments are paired (bounds the work on striped pictures)."""
 
     side: int = 160
     contrast: float = 24.0
@@ -41,6 +42,7 @@ class FrameConfig:
     max_area: float = 0.8
     support: float = 0.75
     tolerance: int = 3
+    max_segments: int = 48
 
 
 def framed_regions(photo: Image.Image, limit: int, config: FrameConfig | None = None) -> list[Box]:
@@ -57,6 +59,7 @@ def framed_regions(photo: Image.Image, limit: int, config: FrameConfig | None = 
     rows = _edges(np.abs(small[2:] - small[:-2]).max(axis=2), config.contrast)  # at row y+1
     cols = _edges(np.abs(small[:, 2:] - small[:, :-2]).max(axis=2).T, config.contrast)
     horizontal = _segments(rows, round(config.min_fraction * width), offset=1)
+    horizontal = sorted(horizontal, key=lambda seg: seg[1] - seg[2])[: config.max_segments]
     # the photo's own top and bottom stand in for a paste's border where it touches them
     horizontal += [(0, 0, width), (height, 0, width)]
     found: list[tuple[float, Box]] = []

@@ -34,9 +34,8 @@ class TileConfig:
     centred tile (None: none); ``turns``: the whole photo turned counter-clockwise by these
     quarter turns (degrees: 90, 180, 270); ``frames``: at most this many framed regions
     (rectangles the photo shows another photo in, see :mod:`.frames`); ``negative``: the
-    whole photo's grey negative
-    (the descriptor does not see through an inverted photo); ``penalty``: subtracted from a
-    tile's similarity."""
+    whole photo's grey negative (the descriptor does not see through an inverted photo);
+    ``penalty``: subtracted from a tile's similarity."""
 
     grids: tuple[tuple[int, int], ...] = ((2, 2), (1, 2), (2, 1), (1, 3), (3, 1), (3, 3))
     centre: float | None = 0.6
