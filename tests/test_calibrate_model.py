@@ -44,6 +44,8 @@ def test_calibrate_writes_a_calibrated_half_precision_checkpoint(
             str(tmp_path / "work"),
             "--shortlist",
             "3",
+            "--queries-per-kind",
+            "3",
             "--quiet",
         ]
     )

@@ -399,6 +399,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         work=args.work,
         rerank=rerank,
         tiles=None if args.no_tiles else TileConfig(),
+        queries_per_kind=args.queries_per_kind,
         progress=not args.quiet,
     )
     _print_json(
@@ -702,6 +703,12 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", required=True, help="calibrated checkpoint to write")
     cal.add_argument("--work", default="runs/calibration", help="scratch folder")
     cal.add_argument("--shortlist", type=int, default=20, help="candidates verified per query")
+    cal.add_argument(
+        "--queries-per-kind",
+        type=int,
+        default=30,
+        help="edited copies per edit kind, and as many edited distractors (default 30)",
+    )
     cal.add_argument(
         "--verify-band",
         type=float,
