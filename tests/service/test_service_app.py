@@ -194,10 +194,12 @@ def test_serve_flags_become_settings(tmp_path: Path) -> None:
             "0",
             "--port",
             "9000",
+            "--verify",
         ]
     )
     settings = settings_from_args(args)
     assert settings.micro_batching is False and settings.max_batch == 8
+    assert settings.verify is True and Settings.model_fields["verify"].default is False
     assert settings.rate_limit_per_s == 0 and settings.index_dir == tmp_path / "idx"
     assert settings.max_wait_ms == Settings.model_fields["max_wait_ms"].default  # not given
     assert (args.host, args.port) == ("127.0.0.1", 9000)
