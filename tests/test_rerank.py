@@ -111,10 +111,15 @@ def test_the_tiled_detector_confirms_a_negative_copy(catalogue: tuple[Embedder, 
     detector = load_detector(
         folder / "index", model=embedder, verify=RerankConfig(shortlist=8), tiles=TileConfig()
     )
-    best = detector.check(ImageOps.invert(textured(6))).best
+    verdict = detector.check(ImageOps.invert(textured(6)))
+    best = verdict.best
     assert best is not None and best.item_id == "item6"
     assert best.inliers is not None and best.inliers >= 12
     assert best.agreement is not None and best.agreement > 0.8
+    # the moderator is told why the colours differ
+    assert best.transform == "inverted" and best.to_dict()["transform"] == "inverted"
+    details = evidence_panels(detector, verdict)[0].details
+    assert "the listing is its negative (colours inverted)" in details
 
 
 def test_band_limits_which_queries_are_verified() -> None:
@@ -204,7 +209,7 @@ def test_a_verified_crop_carries_its_keypoints_in_listing_pixels(
     assert best.inliers is not None and best.inliers >= 12
     assert len(best.point_pairs) == best.inliers
     assert np.allclose(np.median(_pairs_offset(best.point_pairs), axis=0), (40, 30), atol=2)
-    assert best.region is None
+    assert best.region is None and best.transform is None  # matched as it is
     assert best.agreement is not None and best.agreement > 0.9
 
 
@@ -212,8 +217,11 @@ def test_a_mirrored_copy_maps_back_through_the_mirror(catalogue: tuple[Embedder,
     embedder, folder = catalogue
     detector = load_detector(folder / "index", model=embedder, verify=RerankConfig(shortlist=8))
     query = ImageOps.mirror(textured(6))
-    best = detector.check(query).best
+    verdict = detector.check(query)
+    best = verdict.best
     assert best is not None and best.item_id == "item6" and best.inliers
+    assert best.transform == "mirrored"
+    assert "the listing is a mirror image of it" in evidence_panels(detector, verdict)[0].details
     # a mirror: listing x is catalogue 320 - x, y unchanged
     listing = np.array([pair[0] for pair in best.point_pairs])
     reference = np.array([pair[1] for pair in best.point_pairs])

@@ -65,8 +65,9 @@ class Match:
     well the logo's aligned outline agrees with the photo (0..1) and ``expected_precision``
     comes from the logo calibration. A whole-photo match that local verification confirmed
     carries the same evidence: the catalogue photo's corners in listing pixels (None when
-    it fills the whole listing), its keypoint inliers and how well the aligned pictures
-    agree; unconfirmed ones carry None."""
+    it fills the whole listing), its keypoint inliers, how well the aligned pictures agree
+    and ``transform`` ("mirrored", "inverted": the listing had to be mirrored or inverted
+    for its keypoints to match); unconfirmed ones carry None."""
 
     item_id: str
     score: float
@@ -79,6 +80,9 @@ class Match:
     inliers: int | None = None
     expected_precision: float | None = None
     agreement: float | None = None
+    # how the listing had to be changed for its keypoints to match: "mirrored", "inverted"
+    # (its negative) or None (as it is)
+    transform: str | None = None
     # (listing xy, reference xy) keypoint pairs behind ``inliers``, for evidence pictures;
     # left out of to_dict (too bulky for every result row).
     point_pairs: tuple[tuple[Point, Point], ...] = field(default=(), repr=False, compare=False)
@@ -422,12 +426,14 @@ def _verified_match(verified: VerifiedHit, scale: float) -> Match:
         return Match.from_record(verified.hit.record, verified.score)
     region, pairs = _in_listing_pixels(evidence.region, evidence.point_pairs, scale)
     agreement = round(verified.agreement, 4) if verified.agreement is not None else None
+    transform = "mirrored" if verified.mirrored else "inverted" if verified.inverted else None
     return Match.from_record(
         verified.hit.record,
         verified.score,
         region=region,
         inliers=verified.inliers,
         agreement=agreement,
+        transform=transform,
         point_pairs=pairs,
     )
 

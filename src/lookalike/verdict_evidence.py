@@ -18,6 +18,11 @@ from .data.decode import ImageDecodeError, ImageSource, decode_image
 from .detect import Detector, Match, Verdict
 from .evidence import EvidencePanel, render_evidence, save_evidence
 
+_TRANSFORM_NOTES = {
+    "mirrored": "the listing is a mirror image of it",
+    "inverted": "the listing is its negative (colours inverted)",
+}
+
 
 def _details(match: Match) -> tuple[str, ...]:
     precision = (
@@ -28,6 +33,8 @@ def _details(match: Match) -> tuple[str, ...]:
     lines = [f"score {match.score:.3f}{precision}"]
     if match.inliers:
         lines.append(f"{match.inliers} keypoints agree with one perspective view")
+        if match.transform in _TRANSFORM_NOTES:
+            lines.append(_TRANSFORM_NOTES[match.transform])
     if match.agreement and match.kind == "logo":
         lines.append(f"outline alignment agrees {match.agreement:.0%}")
     elif match.agreement is not None:

@@ -231,7 +231,7 @@ def test_with_verification_a_pasted_copy_is_outlined_where_it_lies(
     body = post_image(verified, encode(listing, quality=92), service_env.moderator).json()
     best = body["matches"][0]
     assert best["item_id"] == "item002" and best["inliers"] >= 8
-    assert 0 < best["agreement"] <= 1
+    assert 0 < best["agreement"] <= 1 and best["transform"] is None
     region = best["region"]
     assert abs(region["x"] - 290) <= 12 and abs(region["y"] - 130) <= 12
     assert abs(region["width"] - 256) <= 16 and abs(region["height"] - 256) <= 16

@@ -65,6 +65,11 @@ class MatchOut(BaseModel):
         default=None,
         description="How well the aligned pictures agree, 0..1; null: not confirmed.",
     )
+    transform: str | None = Field(
+        default=None,
+        description="`mirrored` or `inverted` when the keypoints matched only on the "
+        "listing's mirror image or negative; null otherwise.",
+    )
     image_url: str = Field(description="The catalogue image (moderator key needed).")
 
 

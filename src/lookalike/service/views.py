@@ -52,6 +52,7 @@ def check_response(state: ServiceState, outcome: CheckOutcome) -> schemas.CheckR
             region=_region(region),
             inliers=match.inliers,
             agreement=match.agreement,
+            transform=match.transform,
             image_url=item_image_url(match.item_id),
         )
         for match, region in zip(verdict.matches, outcome.regions, strict=True)
