@@ -22,10 +22,18 @@ import pytest
 
 from lookalike.data.manifest import load_catalog
 from lookalike.data.synthetic import synthetic_image
-from lookalike.detect import LABELS, Detector
+from lookalike.detect import LABELS, Detector, Match
+from lookalike.index import CatalogRecord
 from lookalike.indexing import add_entries, new_index_for
 from lookalike.model import Embedder
-from lookalike.scoring import CSV_COLUMNS, ISC_COLUMNS, ResumableWriter, ScoreSummary, score_images
+from lookalike.scoring import (
+    CSV_COLUMNS,
+    ISC_COLUMNS,
+    ResumableWriter,
+    ScoreSummary,
+    parquet_schema,
+    score_images,
+)
 
 FORMATS = ("csv", "jsonl", "isc", "parquet")
 SUFFIXES = {"csv": ".csv", "jsonl": ".jsonl", "isc": ".csv", "parquet": ".parquet"}
@@ -535,3 +543,11 @@ def test_shard_damaged_part_way_gives_its_rows_then_one_error_row_once(
     summary = run_score(detector, [tmp_path / "dump"], out, "csv")
     assert (summary.inputs, summary.skipped_done, summary.scored) == (3, 3, 0)
     assert len(read_results(out, "csv")) == 3
+
+
+def test_the_parquet_schema_keeps_every_field_of_a_match() -> None:
+    """pyarrow drops dict keys a struct does not name: a new Match field must join the schema."""
+    record = CatalogRecord("item", "0" * 64, None, "product", None, None, "")
+    match_fields = set(Match.from_record(record, 0.5).to_dict())
+    struct = parquet_schema().field("matches").type.value_type
+    assert {struct.field(i).name for i in range(struct.num_fields)} == match_fields

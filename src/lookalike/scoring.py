@@ -337,6 +337,7 @@ def parquet_schema() -> Any:
             ("inliers", pa.int64()),
             ("expected_precision", pa.float64()),
             ("agreement", pa.float64()),
+            ("transform", pa.string()),
         ]
     )
     return pa.schema(
