@@ -69,7 +69,7 @@ class CheckService:
         decode_workers: int,
         timeout_s: float,
     ) -> None:
-        self.preprocessor = preprocessor
+        self.preprocessor = limits.apply(preprocessor)  # built once, not per upload
         self.batcher = batcher
         self.evidence = evidence
         self.metrics = metrics
@@ -82,9 +82,7 @@ class CheckService:
 
     async def decode(self, data: bytes) -> DecodedImage:
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._decoders, decode_for_model, data, self.preprocessor, self.limits
-        )
+        return await loop.run_in_executor(self._decoders, decode_for_model, data, self.preprocessor)
 
     async def check(self, upload: ListingUpload) -> CheckOutcome:
         """One listing; ImageDecodeError for a bad image, CheckTimeoutError past the limit."""

@@ -35,12 +35,16 @@ class ImageLimits:
     max_bytes: int
     max_pixels: int
 
+    def apply(self, preprocessor: Preprocessor) -> Preprocessor:
+        """``preprocessor`` refusing uploads over these limits."""
+        return replace(preprocessor, max_pixels=self.max_pixels, max_bytes=self.max_bytes)
 
-def decode_for_model(data: bytes, preprocessor: Preprocessor, limits: ImageLimits) -> DecodedImage:
-    """Raises ImageDecodeError (mapped to 413/415/422) for anything that is not a safe image."""
+
+def decode_for_model(data: bytes, preprocessor: Preprocessor) -> DecodedImage:
+    """Raises ImageDecodeError (mapped to 413/415/422) for anything that is not a safe image
+    (``preprocessor`` carries the service's limits: :meth:`ImageLimits.apply`)."""
     # JPEGs decode at reduced scale (draft) near the sizes needed: several times cheaper.
-    limited = replace(preprocessor, max_pixels=limits.max_pixels, max_bytes=limits.max_bytes)
-    prepared = limited(data)
+    prepared = preprocessor(data)
     decoded_size = prepared.source_size or (prepared.pixels.shape[2], prepared.pixels.shape[1])
     size, image_format = _upright_size(data, decoded_size)
     return DecodedImage(prepared, size, image_format)
