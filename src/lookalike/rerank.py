@@ -28,7 +28,7 @@ import numpy.typing as npt
 from PIL import Image, ImageOps
 
 from .data.decode import ImageDecodeError, decode_image
-from .data.preprocess import fit, shrink
+from .data.sizing import fit, shrink
 from .index import CatalogRecord, SearchHit
 from .logos.geometry import Point, box_corners, covers, plausible_view, project
 from .verify import (

@@ -20,11 +20,11 @@ from .decode import (
     decode_image,
     full_size,
 )
-from .sizing import fit, shrink
+from .sizing import shrink
 from .sources import ImageInput
 from .tiles import TileConfig
 
-__all__ = ["PreparedImage", "Preprocessor", "fit", "model_input", "shrink"]
+__all__ = ["PreparedImage", "Preprocessor", "model_input", "shrink"]
 
 
 def model_input(image: Image.Image, side: int) -> np.ndarray:

@@ -73,7 +73,6 @@ class CheckService:
         self.batcher = batcher
         self.evidence = evidence
         self.metrics = metrics
-        self.limits = limits
         self.timeout_s = timeout_s
         self._decoders = ThreadPoolExecutor(decode_workers, thread_name_prefix="lookalike-decode")
 
