@@ -1,4 +1,5 @@
-"""Shared fixtures: one embedder per test session, and catalogue pictures made in code."""
+"""Shared fixtures: one embedder and one logo model per test session, and catalogue pictures
+made in code."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from logo_helpers import write_logo_model
 from lookalike.cli import main
 from lookalike.data.synthetic import synthetic_image
 from lookalike.model import Embedder, create_embedder
@@ -33,6 +35,12 @@ def write_synthetic_images(
 def shared_embedder() -> Embedder:
     """The default (untrained, seeded) model, built once: the same one the CLI rebuilds."""
     return create_embedder("default")
+
+
+@pytest.fixture(scope="session")
+def logo_model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A seeded, untrained logo region model, written once for every logo test module."""
+    return write_logo_model(tmp_path_factory.mktemp("logo-model") / "logo.pt")
 
 
 @pytest.fixture(scope="session")

@@ -43,13 +43,8 @@ def _one_torch_thread() -> Iterator[None]:
         yield
 
 
-@pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_logo_model(tmp_path_factory.mktemp("model") / "logo.pt")
-
-
-def new_catalog(model_path: Path) -> LogoCatalog:
-    return LogoCatalog(load_logo_model(model_path), model_ref=str(model_path))
+def new_catalog(logo_model_path: Path) -> LogoCatalog:
+    return LogoCatalog(load_logo_model(logo_model_path), model_ref=str(logo_model_path))
 
 
 def search_rows(catalog: LogoCatalog, logo: Image.Image) -> list[tuple[str, float]]:
@@ -62,11 +57,11 @@ def search_rows(catalog: LogoCatalog, logo: Image.Image) -> list[tuple[str, floa
 # -- adding --------------------------------------------------------------------------------------
 
 
-def test_add_png_with_alpha_and_an_svg(model_path: Path, tmp_path: Path) -> None:
+def test_add_png_with_alpha_and_an_svg(logo_model_path: Path, tmp_path: Path) -> None:
     paths = write_logo_files(tmp_path / "logos")
     svg = tmp_path / "mark.svg"
     svg.write_text(SVG_LOGO)
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     report = catalog.add([*logo_entries(paths), CatalogEntry(svg, "mark", "globex", "logo")])
     assert sorted(report.added) == ["badge", "mark", "shapes", "wordmark"]
     assert report.errors == [] and report.duplicates == []
@@ -86,11 +81,11 @@ def test_add_png_with_alpha_and_an_svg(model_path: Path, tmp_path: Path) -> None
     assert ((mark[..., 0] > 150) & (mark[..., 1] < 80) & (mark[..., 3] == 255)).any()
 
 
-def test_duplicate_files_are_skipped(model_path: Path, tmp_path: Path) -> None:
+def test_duplicate_files_are_skipped(logo_model_path: Path, tmp_path: Path) -> None:
     paths = write_logo_files(tmp_path / "logos")
     copy = tmp_path / "copy_of_badge.png"
     copy.write_bytes(paths[1].read_bytes())
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     report = catalog.add(logo_entries([*paths, copy]))
     assert report.duplicates == [("copy_of_badge", "badge")]
     assert len(catalog) == 3 and catalog.index.get("copy_of_badge") is None
@@ -99,7 +94,7 @@ def test_duplicate_files_are_skipped(model_path: Path, tmp_path: Path) -> None:
     assert len(catalog) == 3
 
 
-def test_unreadable_files_are_reported_not_raised(model_path: Path, tmp_path: Path) -> None:
+def test_unreadable_files_are_reported_not_raised(logo_model_path: Path, tmp_path: Path) -> None:
     paths = write_logo_files(tmp_path / "logos")
     corrupt = tmp_path / "corrupt.png"
     corrupt.write_bytes(b"\x89PNG\r\n\x1a\n" + b"garbage" * 10)
@@ -109,23 +104,23 @@ def test_unreadable_files_are_reported_not_raised(model_path: Path, tmp_path: Pa
     broken_svg.write_text("<svg xmlns='http://www.w3.org/2000/svg'><rect width=")
     missing = tmp_path / "missing.png"
     bad = [corrupt, blank, broken_svg, missing]
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     report = catalog.add(logo_entries([*bad, paths[0]]))
     assert report.added == ["wordmark"]
     assert [error[0] for error in report.errors] == [str(p) for p in bad]
     assert all(reason for _, reason in report.errors)
     assert len(report.summary()["errors"]) == 4  # type: ignore[arg-type]
-    only_bad = new_catalog(model_path).add(logo_entries(bad))
+    only_bad = new_catalog(logo_model_path).add(logo_entries(bad))
     assert only_bad.added == [] and len(only_bad.errors) == 4
 
 
-def test_an_svg_starting_with_a_comment_is_indexed(model_path: Path, tmp_path: Path) -> None:
+def test_an_svg_starting_with_a_comment_is_indexed(logo_model_path: Path, tmp_path: Path) -> None:
     """Many exported SVGs open with a comment (``<!-- Generator: ... -->``). render_logo
     recognises SVG files by their suffix, but LogoCatalog.add hands it the file's bytes, so
     the suffix is lost and the sniffing (``<?xml`` / ``<svg`` at the start) fails."""
     svg = tmp_path / "commented.svg"
     svg.write_text("<!-- Generator: a vector editor -->\n" + SVG_LOGO.split("\n", 1)[1])
-    report = new_catalog(model_path).add([CatalogEntry(svg, "commented", None, "logo")])
+    report = new_catalog(logo_model_path).add([CatalogEntry(svg, "commented", None, "logo")])
     assert report.errors == []
     assert report.added == ["commented"]
 
@@ -134,10 +129,10 @@ def test_an_svg_starting_with_a_comment_is_indexed(model_path: Path, tmp_path: P
 
 
 def test_save_load_round_trip_keeps_renderings_and_vectors(
-    model_path: Path, tmp_path: Path
+    logo_model_path: Path, tmp_path: Path
 ) -> None:
     logo_folder = tmp_path / "logos"
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(logo_folder)))
     originals = {
         name: np.asarray(catalog.rendering(catalog.index.get(name)))  # type: ignore[arg-type]
@@ -152,7 +147,7 @@ def test_save_load_round_trip_keeps_renderings_and_vectors(
     for path in logo_folder.iterdir():
         path.unlink()
     loaded = LogoCatalog.load(logo_index_dir(tmp_path / "index"))  # rebuilds the recorded model
-    assert loaded.model_ref == str(model_path)
+    assert loaded.model_ref == str(logo_model_path)
     assert loaded.model.fingerprint == catalog.model.fingerprint
     assert len(loaded) == 3
     for name, pixels in originals.items():
@@ -162,17 +157,17 @@ def test_save_load_round_trip_keeps_renderings_and_vectors(
     assert search_rows(loaded, probe) == before
 
 
-def test_load_with_an_explicit_model(model_path: Path, tmp_path: Path) -> None:
-    catalog = new_catalog(model_path)
+def test_load_with_an_explicit_model(logo_model_path: Path, tmp_path: Path) -> None:
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(tmp_path / "logos")[:1]))
     catalog.save(tmp_path / "logos_index")
-    model = load_logo_model(model_path)
+    model = load_logo_model(logo_model_path)
     loaded = LogoCatalog.load(tmp_path / "logos_index", model)
     assert loaded.model is model and len(loaded) == 1
 
 
-def test_a_catalogue_refuses_another_models_vectors(model_path: Path, tmp_path: Path) -> None:
-    catalog = new_catalog(model_path)
+def test_a_catalogue_refuses_another_models_vectors(logo_model_path: Path, tmp_path: Path) -> None:
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(tmp_path / "logos")[:1]))
     other = ModelFingerprint("lookalike-logo", "0" * 64, 128)
     with pytest.raises(EmbedderMismatchError):
@@ -180,9 +175,9 @@ def test_a_catalogue_refuses_another_models_vectors(model_path: Path, tmp_path: 
 
 
 def test_a_loaded_catalogue_with_another_model_refuses_to_search(
-    model_path: Path, tmp_path: Path
+    logo_model_path: Path, tmp_path: Path
 ) -> None:
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(tmp_path / "logos")[:2]))
     catalog.save(tmp_path / "logos_index")
     other = load_logo_model(write_logo_model(tmp_path / "other.pt", seed=5))
@@ -192,8 +187,10 @@ def test_a_loaded_catalogue_with_another_model_refuses_to_search(
         )
 
 
-def test_remove_drops_vector_rendering_and_attachment(model_path: Path, tmp_path: Path) -> None:
-    catalog = new_catalog(model_path)
+def test_remove_drops_vector_rendering_and_attachment(
+    logo_model_path: Path, tmp_path: Path
+) -> None:
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(tmp_path / "logos")))
     record = catalog.index.get("badge")
     assert record is not None
@@ -209,9 +206,9 @@ def test_remove_drops_vector_rendering_and_attachment(model_path: Path, tmp_path
     assert [r.item_id for r in reloaded.index.records()] == ["wordmark", "shapes"]
 
 
-def test_rendering_falls_back_to_the_source_file(model_path: Path, tmp_path: Path) -> None:
+def test_rendering_falls_back_to_the_source_file(logo_model_path: Path, tmp_path: Path) -> None:
     """An item indexed by hand without a rendering is drawn from its file."""
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     path = write_logo_files(tmp_path / "logos")[0]
     vector = np.eye(1, 128, dtype=np.float32)
     item = CatalogItem("by-hand", "f" * 64, None, "logo", None, str(path))
@@ -311,10 +308,10 @@ def test_snapshot_from_before_attachments_still_loads(tmp_path: Path) -> None:
 
 
 def test_old_logo_catalogue_without_renderings_renders_from_files(
-    model_path: Path, tmp_path: Path
+    logo_model_path: Path, tmp_path: Path
 ) -> None:
     """A logo catalogue saved before renderings were stored falls back to the logo files."""
-    catalog = new_catalog(model_path)
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(tmp_path / "logos")))
     expected = np.asarray(catalog.rendering(catalog.index.get("shapes")))  # type: ignore[arg-type]
     catalog.save(tmp_path / "logos_index")
@@ -325,8 +322,8 @@ def test_old_logo_catalogue_without_renderings_renders_from_files(
     np.testing.assert_array_equal(np.asarray(rendering), expected)
 
 
-def test_stored_renderings_are_png(model_path: Path, tmp_path: Path) -> None:
-    catalog = new_catalog(model_path)
+def test_stored_renderings_are_png(logo_model_path: Path, tmp_path: Path) -> None:
+    catalog = new_catalog(logo_model_path)
     catalog.add(logo_entries(write_logo_files(tmp_path / "logos")[:1]))
     data = catalog.index.attachment("wordmark")
     assert data is not None and data.startswith(b"\x89PNG")

@@ -23,7 +23,6 @@ from logo_helpers import (
     paste_logo,
     tiny_embedder,
     write_logo_files,
-    write_logo_model,
 )
 from lookalike.cli import main
 from lookalike.data.synthetic import synthetic_image
@@ -44,11 +43,6 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def logo_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_logo_model(tmp_path_factory.mktemp("model") / "logo.pt")
-
-
-@pytest.fixture(scope="module")
 def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """products/item0-3.png, logos/{badge,shapes,wordmark}.png and mark.svg at the top."""
     root = tmp_path_factory.mktemp("catalogue")
@@ -62,12 +56,12 @@ def catalogue(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def built(
-    catalogue: Path, logo_model: Path, tmp_path_factory: pytest.TempPathFactory
+    catalogue: Path, logo_model_path: Path, tmp_path_factory: pytest.TempPathFactory
 ) -> tuple[Path, dict[str, Any]]:
     """The catalogue built once by the command (read-only: copy it before changing it)."""
     index = tmp_path_factory.mktemp("built") / "index"
     argv = ["index", "build", catalogue, "--index", index, "--model", TINY_MODEL]
-    argv += ["--logo-model", logo_model, *QUIET]
+    argv += ["--logo-model", logo_model_path, *QUIET]
     buffer = io.StringIO()
     with contextlib.redirect_stdout(buffer):
         code = main([str(arg) for arg in argv])
@@ -99,7 +93,7 @@ def stats(cli: Cli, index: Path) -> dict[str, Any]:
 
 
 def test_build_indexes_logos_into_the_logo_catalogue(
-    built: tuple[Path, dict[str, Any]], logo_model: Path, cli: Cli
+    built: tuple[Path, dict[str, Any]], logo_model_path: Path, cli: Cli
 ) -> None:
     index, summary = built
     # PNG logos are photos too; the SVG is only ever a logo
@@ -113,14 +107,14 @@ def test_build_indexes_logos_into_the_logo_catalogue(
     assert logo_search["items"] == 4 and logo_search["by_kind"] == {"logo": 4}
     assert logo_search["model"]["name"] == "lookalike-logo"
     catalog = LogoCatalog.load(logo_index_dir(index))
-    assert catalog.model_ref == str(logo_model)
+    assert catalog.model_ref == str(logo_model_path)
     assert {r.item_id for r in catalog.index.records()} == {*PNG_LOGOS, "mark"}
     assert all(catalog.index.attachment(item) for item in (*PNG_LOGOS, "mark"))
     assert CatalogIndex.load(index).get("mark") is None  # never decoded as a photo
 
 
 def test_build_with_no_logos_skips_logo_search(
-    catalogue: Path, logo_model: Path, cli: Cli, tmp_path: Path
+    catalogue: Path, logo_model_path: Path, cli: Cli, tmp_path: Path
 ) -> None:
     index = tmp_path / "index"
     code, summary = cli(
@@ -155,7 +149,7 @@ def test_rebuild_without_logos_leaves_no_stale_logo_catalogue(
     assert not has_logo_index(index_copy)
 
 
-def test_build_of_logos_only(logo_model: Path, cli: Cli, tmp_path: Path) -> None:
+def test_build_of_logos_only(logo_model_path: Path, cli: Cli, tmp_path: Path) -> None:
     """A catalogue of SVG logos alone: nothing for the photo index, still a usable index."""
     folder = tmp_path / "svgs"
     folder.mkdir()
@@ -163,7 +157,7 @@ def test_build_of_logos_only(logo_model: Path, cli: Cli, tmp_path: Path) -> None
     index = tmp_path / "index"
     code, summary = cli(
         "index", "build", folder, "--index", index, "--model", TINY_MODEL,
-        "--logo-model", logo_model, *QUIET,
+        "--logo-model", logo_model_path, *QUIET,
     )  # fmt: skip
     assert code == 0, summary
     assert summary["added"] == 0 and summary["logos"]["added"] == 1

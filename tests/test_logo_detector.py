@@ -25,7 +25,6 @@ from logo_helpers import (
     paste_logo,
     tiny_embedder,
     verify_all,
-    write_logo_model,
 )
 from lookalike.data.decode import decode_image, full_size
 from lookalike.data.manifest import load_catalog
@@ -75,13 +74,8 @@ def photo_index(embedder: Embedder, tmp_path_factory: pytest.TempPathFactory) ->
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_logo_model(tmp_path_factory.mktemp("model") / "logo.pt")
-
-
-@pytest.fixture(scope="module")
-def catalog(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> LogoCatalog:
-    return build_catalog(model_path, tmp_path_factory.mktemp("logos"))
+def catalog(logo_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> LogoCatalog:
+    return build_catalog(logo_model_path, tmp_path_factory.mktemp("logos"))
 
 
 @pytest.fixture(scope="module")

@@ -26,7 +26,6 @@ from logo_helpers import (
     one_torch_thread,
     paste_logo,
     verify_all,
-    write_logo_model,
 )
 from lookalike.logos.catalog import LogoCatalog
 from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
@@ -43,13 +42,8 @@ def _one_torch_thread() -> Iterator[None]:
 
 
 @pytest.fixture(scope="module")
-def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return write_logo_model(tmp_path_factory.mktemp("model") / "logo.pt")
-
-
-@pytest.fixture(scope="module")
-def catalog(model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> LogoCatalog:
-    return build_catalog(model_path, tmp_path_factory.mktemp("logos"))
+def catalog(logo_model_path: Path, tmp_path_factory: pytest.TempPathFactory) -> LogoCatalog:
+    return build_catalog(logo_model_path, tmp_path_factory.mktemp("logos"))
 
 
 @pytest.fixture(scope="module")
@@ -158,8 +152,8 @@ def test_photo_without_a_logo_has_no_verified_match(matcher: LogoMatcher, kind: 
     assert all(m.point_pairs == () for m in matches)
 
 
-def test_empty_catalogue_finds_nothing(model_path: Path) -> None:
-    empty = LogoCatalog(load_logo_model(model_path), model_ref=str(model_path))
+def test_empty_catalogue_finds_nothing(logo_model_path: Path) -> None:
+    empty = LogoCatalog(load_logo_model(logo_model_path), model_ref=str(logo_model_path))
     matcher = LogoMatcher(empty, verify_all())
     photo, _ = paste_logo(draw_logos()["badge"])
     assert matcher.match(photo) == []
@@ -267,11 +261,11 @@ def test_bad_match_configs_are_refused(kwargs: dict[str, object]) -> None:
 
 
 def test_a_logo_replaced_under_the_same_id_is_verified_against_the_new_one(
-    model_path: Path, tmp_path: Path, logos: dict[str, Image.Image]
+    logo_model_path: Path, tmp_path: Path, logos: dict[str, Image.Image]
 ) -> None:
     """The matcher caches each logo's keypoints by item id: a logo removed and indexed again
     under the same id with new artwork must not be checked against the old keypoints."""
-    catalog = LogoCatalog(load_logo_model(model_path), model_ref=str(model_path))
+    catalog = LogoCatalog(load_logo_model(logo_model_path), model_ref=str(logo_model_path))
     old = tmp_path / "old" / "brand.png"
     new = tmp_path / "new" / "brand.png"
     for path, logo in ((old, logos["badge"]), (new, logos["shapes"])):
