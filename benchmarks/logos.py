@@ -23,23 +23,21 @@ import json
 import os
 import platform
 import time
-from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import torch
-from PIL import Image
 
-from lookalike.data.decode import decode_image
 from lookalike.data.logos import shared_logo_specs
-from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
+from lookalike.logos.matcher import LogoMatchConfig, LogoMatcher
 from lookalike.training.logo_baselines import OrbLogoMatcher
 from lookalike.training.logo_benchmark import (
     LogoBenchmark,
     LogoQuery,
     build_logo_benchmark,
+    match_queries,
     score_brand_predictions,
 )
 from lookalike.training.logo_calibrate import shared_logo_catalog
@@ -47,34 +45,12 @@ from lookalike.training.logo_calibrate import shared_logo_catalog
 Prediction = tuple[str, str, float]
 
 
-def predictions_of(query: LogoQuery, matches: Iterable[LogoMatch]) -> list[Prediction]:
-    return [(query.query_id, m.record.brand or m.record.item_id, m.score) for m in matches]
-
-
 def run_matcher(
     matcher: LogoMatcher, queries: Sequence[LogoQuery], batch: int, threads: int
 ) -> tuple[list[Prediction], float]:
-    """All queries through the matcher; returns predictions and photos/s. Decoding and
-    window cutting run in a thread pool beside the batch being matched."""
-    predictions: list[Prediction] = []
-
-    def load(query: LogoQuery) -> tuple[Image.Image, object]:
-        image = decode_image(query.image).convert("RGB")
-        return image, matcher.windows(image)
-
+    """All queries through the matcher; returns predictions and photos/s."""
     start = time.perf_counter()
-    with ThreadPoolExecutor(threads) as pool:
-        chunks = [queries[i : i + batch] for i in range(0, len(queries), batch)]
-        pending = pool.map(lambda chunk: [load(q) for q in chunk], chunks)
-        for chunk, loaded in zip(chunks, pending, strict=True):
-            images = [image for image, _ in loaded]
-            windows = [w for _, w in loaded]
-            for query, matches in zip(
-                chunk,
-                matcher.match_many(images, windows),
-                strict=True,  # type: ignore[arg-type]
-            ):
-                predictions.extend(predictions_of(query, matches))
+    predictions = match_queries(matcher, queries, batch=batch, threads=threads)
     return predictions, len(queries) / (time.perf_counter() - start)
 
 
@@ -94,10 +70,10 @@ def subset(bench: LogoBenchmark, count: int) -> LogoBenchmark:
     return LogoBenchmark(bench.root, chosen)
 
 
-def row(name: str, metrics: dict[str, object], speed: float) -> str:
+def row(name: str, metrics: Mapping[str, float | int | None], speed: float) -> str:
     def fmt(key: str) -> str:
         value = metrics.get(key)
-        return "n/a" if value is None else f"{float(value):.3f}"  # type: ignore[arg-type]
+        return "n/a" if value is None else f"{float(value):.3f}"
 
     return (
         f"| {name} | {fmt('micro_ap')} | {fmt('recall_at_p90')} | {fmt('top1_accuracy')} "

@@ -31,6 +31,7 @@ from lookalike.logos.catalog import LogoCatalog
 from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from lookalike.logos.network import load_logo_model
 from lookalike.logos.windows import WindowGrid
+from lookalike.training.logo_benchmark import LogoQuery, match_queries
 
 MIN_INLIERS = 8
 
@@ -150,6 +151,27 @@ def test_photo_without_a_logo_has_no_verified_match(matcher: LogoMatcher, kind: 
     matches = matcher.match(background((320, 320), kind, seed=4))
     assert all(m.inliers == 0 and not m.verified for m in matches)
     assert all(m.point_pairs == () for m in matches)
+
+
+def test_match_queries_batches_and_threads_give_each_photos_own_answer(
+    matcher: LogoMatcher, logos: dict[str, Image.Image], tmp_path: Path
+) -> None:
+    photos = [paste_logo(logos[name])[0] for name in LOGO_NAMES]
+    photos.append(background((320, 320), "noise", seed=4))
+    queries = []
+    for number, photo in enumerate(photos):
+        path = tmp_path / f"q{number}.png"
+        photo.save(path)
+        queries.append(LogoQuery(f"q{number}", path, None, None, None))
+    one_by_one = [
+        (query.query_id, m.record.brand or m.record.item_id, m.score)
+        for query, photo in zip(queries, photos, strict=True)
+        for m in matcher.match(photo)
+    ]
+    batched = match_queries(matcher, queries, batch=2, threads=2)
+    assert [(q, b) for q, b, _ in batched] == [(q, b) for q, b, _ in one_by_one]
+    assert [s for *_, s in batched] == pytest.approx([s for *_, s in one_by_one], abs=1e-4)
+    assert {q for q, *_ in batched} >= {f"q{n}" for n in range(len(LOGO_NAMES))}
 
 
 def test_empty_catalogue_finds_nothing(logo_model_path: Path) -> None:

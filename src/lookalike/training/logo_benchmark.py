@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import random
 from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,8 @@ from lookalike.data.logos import (
     shared_logo_specs,
     split_by_item,
 )
+from lookalike.logos.matcher import LogoMatcher
+from lookalike.logos.windows import Windows
 from lookalike.training.metrics import (
     micro_average_precision,
     precision_recall_curve,
@@ -53,6 +56,7 @@ __all__ = [
     "benchmark_summary",
     "build_composite_set",
     "build_logo_benchmark",
+    "match_queries",
     "score_brand_predictions",
     "training_backgrounds",
     "training_logos",
@@ -357,6 +361,35 @@ def _background(photos: Sequence[Path], rng: random.Random, side: int) -> Image.
     long_side = round(side * rng.uniform(1.0, 1.4))
     size = (side, long_side) if rng.random() < 0.5 else (long_side, side)
     return synthetic_background(size, rng)
+
+
+# ------------------------------------------------------------------------------- matching
+
+BrandPrediction = tuple[str, str, float]  # query id, brand (or item id), score
+
+
+def match_queries(
+    matcher: LogoMatcher, queries: Sequence[LogoQuery], *, batch: int = 8, threads: int = 1
+) -> list[BrandPrediction]:
+    """Every query photo through ``matcher``, ``batch`` photos per call, as brand predictions
+    (a logo without a brand predicts its item id). Decoding and window cutting run in
+    ``threads`` threads beside the batch being matched: they are torch-free."""
+
+    def load(query: LogoQuery) -> tuple[Image.Image, Windows]:
+        image = decode_image(query.image).convert("RGB")
+        return image, matcher.windows(image)
+
+    predictions: list[BrandPrediction] = []
+    chunks = [queries[start : start + batch] for start in range(0, len(queries), batch)]
+    with ThreadPoolExecutor(threads) as pool:
+        loaded_chunks = pool.map(lambda chunk: [load(query) for query in chunk], chunks)
+        for chunk, loaded in zip(chunks, loaded_chunks, strict=True):
+            images = [image for image, _ in loaded]
+            windows = [cut for _, cut in loaded]
+            for query, matches in zip(chunk, matcher.match_many(images, windows), strict=True):
+                brands = ((m.record.brand or m.record.item_id, m.score) for m in matches)
+                predictions.extend((query.query_id, brand, score) for brand, score in brands)
+    return predictions
 
 
 # -------------------------------------------------------------------------------- scoring

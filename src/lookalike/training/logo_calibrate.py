@@ -13,19 +13,24 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from ..data.decode import decode_image
 from ..data.logos import LogoSpec, normalise_brand, shared_logo_specs
 from ..data.manifest import CatalogEntry
 from ..logos.catalog import LogoCatalog, resolve_logo_model
 from ..logos.matcher import LogoMatcher
 from ..logos.network import load_logo_model, save_logo_model
 from .calibration import Calibration, calibrate, choose_thresholds
-from .logo_benchmark import LogoBenchmark, build_composite_set, training_backgrounds, training_logos
+from .logo_benchmark import (
+    LogoBenchmark,
+    build_composite_set,
+    match_queries,
+    training_backgrounds,
+    training_logos,
+)
 from .logo_train import split_eval_logos
 
 CALIBRATION_SEED = 7
@@ -100,21 +105,10 @@ def brand_scores(
     return positives, negatives
 
 
-def match_all(matcher: LogoMatcher, queries: Sequence[Any]) -> list[tuple[str, str, float]]:
-    predictions = []
-    for query in queries:
-        image = decode_image(query.image).convert("RGB")
-        for found in matcher.match(image):
-            predictions.append(
-                (query.query_id, found.record.brand or found.record.item_id, found.score)
-            )
-    return predictions
-
-
 def calibrate_logo_matcher(
     matcher: LogoMatcher, bench: LogoBenchmark, *, logo_precision: float = 0.9
 ) -> LogoCalibrationResult:
-    positives, negatives = brand_scores(match_all(matcher, bench.queries), bench)
+    positives, negatives = brand_scores(match_queries(matcher, bench.queries), bench)
     calibration = calibrate(positives, negatives)
     points = choose_thresholds(calibration, copy_precision=logo_precision, review_precision=0.5)
     return LogoCalibrationResult(
