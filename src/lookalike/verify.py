@@ -159,31 +159,46 @@ def _ratio_matches(
     query: LocalFeatures, reference: LocalFeatures, ratio: float
 ) -> tuple[npt.NDArray[np.intp], npt.NDArray[np.intp]]:
     """Indices ``(query, reference)`` of the matches passing the ratio test, one per reference
-    keypoint (the closest): several query keypoints landing on one reference point (ORB finds
-    the same corner at several pyramid levels) would otherwise each count as an inlier."""
-    import cv2
-
+    keypoint (the closest; the first query keypoint among equals): several query keypoints
+    landing on one reference point (ORB finds the same corner at several pyramid levels)
+    would otherwise each count as an inlier. Pairs come in the order their reference
+    keypoint is first matched, query keypoint by query keypoint (RANSAC's sampling, seeded,
+    depends on it)."""
     none = np.zeros(0, np.intp)
     # The ratio test needs two neighbours in the reference.
     if len(query) == 0 or len(reference) < 2:
         return none, none
-    binary = query.descriptors.dtype == np.uint8
-    matcher = cv2.BFMatcher(cv2.NORM_HAMMING if binary else cv2.NORM_L2)
-    best: dict[int, tuple[float, int]] = {}
-    for pair in matcher.knnMatch(query.descriptors, reference.descriptors, k=2):
-        if len(pair) < 2:
-            continue
-        first, second = pair
-        if first.distance >= ratio * second.distance:
-            continue
-        kept = best.get(first.trainIdx)
-        if kept is None or first.distance < kept[0]:
-            best[first.trainIdx] = (first.distance, first.queryIdx)
-    if not best:
+    distances, neighbours = _two_nearest(query.descriptors, reference.descriptors)
+    passed = np.flatnonzero(distances[:, 0] < ratio * distances[:, 1])
+    if passed.size == 0:
         return none, none
-    reference_idx = np.fromiter(best.keys(), dtype=np.intp, count=len(best))
-    query_idx = np.fromiter((q for _, q in best.values()), dtype=np.intp, count=len(best))
-    return query_idx, reference_idx
+    matched = neighbours[passed, 0]
+    # Within each reference keypoint: smallest distance, then earliest query keypoint.
+    by_reference = np.lexsort((passed, distances[passed, 0], matched))
+    group_starts = np.flatnonzero(np.r_[True, np.diff(matched[by_reference]) != 0])
+    closest = by_reference[group_starts]
+    _, first_seen = np.unique(matched, return_index=True)  # same (sorted) order as the groups
+    order = np.argsort(first_seen, kind="stable")
+    return passed[closest[order]].astype(np.intp), matched[closest[order]].astype(np.intp)
+
+
+def _two_nearest(
+    query: npt.NDArray[np.generic], reference: npt.NDArray[np.generic]
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    """Distances and indices ``(len(query), 2)`` of each query descriptor's two nearest
+    reference descriptors: Hamming for binary (uint8) descriptors, L2 for float ones. Exact
+    brute force, by FAISS: 4-5x faster than OpenCV's BFMatcher for ORB's 1,000 x 1,000."""
+    import faiss
+
+    if query.dtype == np.uint8:
+        binary = faiss.IndexBinaryFlat(reference.shape[1] * 8)
+        binary.add(np.ascontiguousarray(reference))
+        hamming, indices = binary.search(np.ascontiguousarray(query), 2)
+        return hamming.astype(np.float64), indices
+    flat = faiss.IndexFlatL2(reference.shape[1])
+    flat.add(np.ascontiguousarray(reference, dtype=np.float32))
+    squared, indices = flat.search(np.ascontiguousarray(query, dtype=np.float32), 2)
+    return np.sqrt(np.maximum(squared, 0), dtype=np.float64), indices
 
 
 def _fit_homography(
