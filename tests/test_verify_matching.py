@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lookalike.verify import LocalFeatures, _ratio_matches
+from lookalike.verify import LocalFeatures, _ratio_matches, match_and_verify
 
 RATIO = 0.75
 
@@ -110,3 +110,15 @@ def test_too_few_reference_keypoints_give_no_pairs() -> None:
     one = np.zeros((1, 32), np.uint8)
     assert found_pairs(np.zeros((4, 32), np.uint8), one) == []
     assert found_pairs(np.zeros((0, 32), np.uint8), np.zeros((5, 32), np.uint8)) == []
+
+
+def test_min_matches_skips_ransac_only_below_it() -> None:
+    rng = np.random.default_rng(3)
+    descriptors = rng.integers(0, 256, (12, 32), dtype=np.uint8)
+    spots = np.array([[x, y] for x in (10, 30, 50, 70) for y in (15, 40, 65)], np.float32)
+    reference = LocalFeatures(spots, descriptors, (96, 96))
+    query = LocalFeatures(spots + np.float32(5), descriptors, (96, 96))  # a shifted copy
+    assert match_and_verify(query, reference).inliers == 12
+    assert match_and_verify(query, reference, min_matches=12).inliers == 12
+    skipped = match_and_verify(query, reference, min_matches=13)
+    assert skipped.inliers == 0 and skipped.homography is None

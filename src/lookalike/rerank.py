@@ -242,15 +242,20 @@ class LocalVerifier:
         query_size: tuple[int, int],
     ) -> VerifiedHit:
         reference = self.reference_view(hit.record)
+        # Fewer than min_inliers count as none, so RANSAC is skipped where they are all
+        # that the ratio test leaves (most wrong candidates): the answer is the same.
+        fewest = self.config.min_inliers
         best: tuple[int, QueryView | None, Verification | None] = (0, None, None)
         for view in views:
-            verification = match_and_verify(view.features, reference.features)
+            verification = match_and_verify(view.features, reference.features, min_matches=fewest)
             if verification.inliers > best[0]:
                 best = (verification.inliers, view, verification)
             if best[0] >= 3 * self.config.half_saturation:
                 break  # already conclusive: skip the mirrored try
         if negative is not None and best[0] < self.config.min_inliers:
-            verification = match_and_verify(negative.features, reference.features)
+            verification = match_and_verify(
+                negative.features, reference.features, min_matches=fewest
+            )
             if verification.inliers > best[0]:
                 best = (verification.inliers, negative, verification)
         inliers, chosen, found = best

@@ -135,16 +135,19 @@ def match_and_verify(
     *,
     ratio: float = 0.75,
     ransac_px: float = 5.0,
+    min_matches: int = MIN_MATCHES,
 ) -> Verification:
     """Match ``query`` to ``reference`` and count the matches a homography explains.
 
     Matches are nearest neighbours (Hamming or L2 distance) kept only when clearly better than the
     second nearest (``distance < ratio * second``), then at most one per reference keypoint.
     RANSAC accepts a match whose reprojection error is below ``ransac_px`` pixels. Fewer than
-    :data:`MIN_MATCHES` matches, or no model found, gives zero inliers; this never raises.
+    ``min_matches`` matches (at least :data:`MIN_MATCHES`), or no model found, gives zero
+    inliers; this never raises. A caller that ignores fewer than n inliers passes
+    ``min_matches=n``: RANSAC, the costly part, then runs only where n inliers are possible.
     """
     query_idx, reference_idx = _ratio_matches(query, reference, ratio)
-    if query_idx.size < MIN_MATCHES:
+    if query_idx.size < max(min_matches, MIN_MATCHES):
         return Verification.none()
     query_points = query.keypoints[query_idx]
     reference_points = reference.keypoints[reference_idx]
