@@ -12,7 +12,7 @@ import numpy as np
 import numpy.typing as npt
 import pytest
 
-from lookalike.verify import LocalFeatures, _ratio_matches, match_and_verify
+from lookalike.verify import LocalFeatures, _opencv_ratio_matches, _ratio_matches, match_and_verify
 
 RATIO = 0.75
 
@@ -122,3 +122,14 @@ def test_min_matches_skips_ransac_only_below_it() -> None:
     assert match_and_verify(query, reference, min_matches=12).inliers == 12
     skipped = match_and_verify(query, reference, min_matches=13)
     assert skipped.inliers == 0 and skipped.homography is None
+
+
+def test_the_opencv_path_follows_the_same_rule_for_binary_descriptors() -> None:
+    # The benchmark measures the FAISS path against it: both must give the same pairs.
+    rng = np.random.default_rng(11)
+    reference = rng.integers(0, 256, (60, 32), dtype=np.uint8)
+    query = reference[rng.integers(0, 20, 40)].copy()
+    query[:, 0] ^= 1  # near copies, with repeats
+    found = _opencv_ratio_matches(features(query), features(reference), RATIO)
+    pairs = list(zip(found[0].tolist(), found[1].tolist(), strict=True))
+    assert pairs == expected_pairs(query, reference) == found_pairs(query, reference)
