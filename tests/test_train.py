@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -98,6 +99,64 @@ def test_resume_continues_and_matches_uninterrupted(image_folder: Path, tmp_path
         train(_config(image_folder, chunked, max_steps=7, eval_every_steps=5), progress=False)
 
 
+class TenSecondSteps:
+    """A fake clock for the time budget: every reading is 10 s after the previous one, and
+    the loop reads it once when it starts and once per step."""
+
+    def __init__(self) -> None:
+        self.seconds = -10.0
+
+    def __call__(self) -> float:
+        self.seconds += 10.0
+        return self.seconds
+
+
+def _lrs(history: list[dict[str, Any]]) -> list[float]:
+    return [entry["lr"] for entry in history if entry["kind"] == "train"]
+
+
+def test_time_budget_anneals_and_ends_the_run_whatever_the_epochs(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lookalike.training.train._now", TenSecondSteps())
+    # 3 epochs of 4 steps would be 12 steps; a 1-minute budget of 10-s steps ends it at 6.
+    config = _config(image_folder, tmp_path / "run", budget_minutes=1.0)
+    result = train(config, progress=False)
+    assert result.steps == 6
+    base = config.lr
+    # Step 1 warms up; after that the cosine follows the budget spent (10 s per step).
+    expected = [base * 0.5] + [base * 0.5 * (1 + math.cos(math.pi * k / 6)) for k in range(1, 6)]
+    assert _lrs(result.history) == pytest.approx(expected)
+    assert load_checkpoint(result.checkpoint).metadata["train_minutes"] == 1.0
+
+    # In two calls (the budget is summed over them) it is the same run.
+    chunked = tmp_path / "chunked"
+    first = train(_config(image_folder, chunked, budget_minutes=1.0, max_steps=2), progress=False)
+    second = train(_config(image_folder, chunked, budget_minutes=1.0), progress=False)
+    assert (first.steps, second.start_step, second.steps) == (2, 2, 6)
+    assert _lrs(second.history) == pytest.approx(expected)
+    spent = train(_config(image_folder, chunked, budget_minutes=1.0), progress=False)
+    assert (spent.start_step, spent.steps) == (6, 6)  # the budget is spent: nothing runs
+
+    with pytest.raises(ValueError, match="budget_minutes"):
+        train(_config(image_folder, chunked, budget_minutes=2.0), progress=False)
+
+
+def test_epochs_end_a_run_before_a_long_budget(
+    image_folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("lookalike.training.train._now", TenSecondSteps())
+    result = train(_config(image_folder, tmp_path / "run", budget_minutes=60.0), progress=False)
+    assert result.steps == 12  # 3 epochs of 4 steps, in 2 of the 60 minutes
+    last_lr = _lrs(result.history)[-1]
+    assert last_lr == pytest.approx(1.5e-3 * 0.5 * (1 + math.cos(math.pi * 10 / 11)))
+
+
+def test_a_budget_must_be_positive(image_folder: Path, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="budget_minutes"):
+        _config(image_folder, tmp_path / "run", budget_minutes=0.0)
+
+
 def test_eval_hook_runs_every_n_steps(image_folder: Path, tmp_path: Path) -> None:
     calls: list[bool] = []
 
@@ -155,3 +214,15 @@ def test_steps_on_a_fixed_batch_lower_its_loss() -> None:
 def test_training_package_import_is_light() -> None:
     code = "import sys, lookalike.training; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_cli_trains_within_a_budget(image_folder: Path, tmp_path: Path, cli: Any) -> None:
+    out = tmp_path / "run"
+    argv = ["train", image_folder, "--split", "all", "--out", out, "--model", "resnet18"]
+    argv += ["--input-size", str(SIDE), "--epochs", "1", "--batch-size", "4", "--workers", "0"]
+    argv += ["--eval-every", "0", "--precision", "fp32", "--budget-minutes", "5", "--quiet"]
+    code, summary = cli(*argv)
+    assert code == 0 and summary["steps"] == 4  # one epoch of 16 images ends it first
+    metadata = load_checkpoint(out / "last.pt").metadata
+    assert metadata["training_config"]["budget_minutes"] == 5.0
+    assert 0 <= metadata["train_minutes"] < 5

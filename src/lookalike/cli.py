@@ -321,6 +321,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         precision=args.precision,
         max_steps=args.max_steps,
         max_minutes=args.max_minutes,
+        budget_minutes=args.budget_minutes,
         num_workers=args.workers,
         eval_every_steps=args.eval_every,
         checkpoint_every_steps=args.checkpoint_every,
@@ -649,6 +650,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="stop this call after that long (resumable: the same command goes on)",
+    )
+    tr.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="the whole run's training time: the learning rate decays to 0 as it is spent, "
+        "then training ends, however fast the machine (--epochs stays an upper bound)",
     )
     tr.add_argument("--eval-every", type=int, default=200, help="steps between evaluations")
     tr.add_argument("--checkpoint-every", type=int, default=100)

@@ -79,11 +79,16 @@ _RESUMABLE_CHANGES = frozenset(
 class TrainConfig:
     """A training run. ``augment.output_size`` is ignored: views are made at ``input_size``.
 
-    The learning-rate schedule (linear warmup, cosine decay to 0) always spans ``epochs``;
-    ``max_steps`` and ``max_minutes`` only stop early, so a long run can be done in resumable
-    chunks. ``eval_every_steps = 0`` disables evaluation, ``checkpoint_every_steps = 0``
-    saves only at the end. The built-in evaluation holds out ``eval_fraction`` of the images
-    (at least ``eval_min_references``, at most ``eval_max_references``) as references.
+    The learning-rate schedule (linear warmup, cosine decay to 0) spans ``epochs``, or
+    ``budget_minutes`` of training time if that ends first: the decay then follows the share
+    of the budget spent (the training loop's wall time, summed over resumed calls; decoding
+    the images before it is not counted), and training ends when it is spent, annealed
+    whatever the machine's speed. A budgeted run's step count depends on that speed; its
+    checkpoints record it. ``max_steps`` and ``max_minutes`` only stop early, so a long run
+    can be done in resumable chunks. ``eval_every_steps = 0`` disables evaluation,
+    ``checkpoint_every_steps = 0`` saves only at the end. The built-in evaluation holds out
+    ``eval_fraction`` of the images (at least ``eval_min_references``, at most
+    ``eval_max_references``) as references.
     """
 
     images: PathLike | Sequence[PathLike]
@@ -109,6 +114,7 @@ class TrainConfig:
     checkpoint_every_steps: int = 200
     max_steps: int | None = None
     max_minutes: float | None = None
+    budget_minutes: float | None = None
     cache_size: int = 192
     others_pool: int = 32
     num_workers: int = 0
@@ -124,6 +130,8 @@ class TrainConfig:
             raise ValueError("batch_size must be >= 2: InfoNCE needs negatives")
         if self.max_steps is not None and self.max_steps < 0:
             raise ValueError(f"max_steps must be >= 0, got {self.max_steps}")
+        if self.budget_minutes is not None and not self.budget_minutes > 0:
+            raise ValueError(f"budget_minutes must be positive, got {self.budget_minutes}")
         resolve_precision(self.precision)  # fail now, not after decoding every image
 
     def to_dict(self) -> dict[str, Any]:
@@ -344,15 +352,29 @@ def _optimizer(network: nn.Module, config: TrainConfig) -> torch.optim.AdamW:
 
 
 def _schedule(
-    optimizer: torch.optim.Optimizer, warmup: int, total: int
+    optimizer: torch.optim.Optimizer,
+    warmup: int,
+    total: int,
+    budget_spent: Callable[[], float] | None = None,
 ) -> torch.optim.lr_scheduler.LambdaLR:
+    """Linear warmup over ``warmup`` steps, then cosine decay to 0 at step ``total`` or when
+    ``budget_spent()`` (the share of a time budget used, 0..1) reaches 1, whichever is
+    first."""
+
     def factor(step: int) -> float:
         if step < warmup:
             return (step + 1) / (warmup + 1)
         progress = (step - warmup) / max(1, total - warmup)
+        if budget_spent is not None:
+            progress = max(progress, budget_spent())
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+
+
+def _now() -> float:
+    """The clock a time budget is counted on (a function, so tests can replace it)."""
+    return time.monotonic()
 
 
 # ---------------------------------------------------------------------------- persistence
@@ -365,6 +387,7 @@ class _Progress:
     batch_in_epoch: int = 0
     best_map: float | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
+    train_seconds: float = 0.0  # the training loop's wall time, over every call
 
 
 def _config_conflicts(saved: dict[str, Any], current: dict[str, Any]) -> list[str]:
@@ -389,7 +412,13 @@ class _Run:
         self.data: dict[str, int] = {}
 
     def start_schedule(self, total_steps: int) -> None:
-        self.scheduler = _schedule(self.optimizer, self.config.warmup_steps, total_steps)
+        budget = self.config.budget_minutes
+        spent = None if budget is None else lambda: self.progress.train_seconds / (60 * budget)
+        self.scheduler = _schedule(self.optimizer, self.config.warmup_steps, total_steps, spent)
+
+    def budget_spent(self) -> bool:
+        budget = self.config.budget_minutes
+        return budget is not None and self.progress.train_seconds >= 60 * budget
 
     def resume(self) -> bool:
         """Load ``state.pt`` if the out_dir has one; True when resumed."""
@@ -417,6 +446,7 @@ class _Run:
             batch_in_epoch=int(state["batch_in_epoch"]),
             best_map=state["best_map"],
             history=list(state["history"]),
+            train_seconds=float(state.get("train_seconds", 0.0)),
         )
         return True
 
@@ -428,6 +458,7 @@ class _Run:
             "training_config": self.config_dict,
             "step": progress.step,
             "epoch": progress.epoch,
+            "train_minutes": round(progress.train_seconds / 60, 2),
             "history": progress.history,
             "metrics": evals[-1] if evals else None,
         }
@@ -457,6 +488,7 @@ class _Run:
             "batch_in_epoch": progress.batch_in_epoch,
             "best_map": progress.best_map,
             "history": progress.history,
+            "train_seconds": progress.train_seconds,
         }
         atomic_torch_save(state, self.out_dir / STATE_NAME)
         return last
@@ -504,6 +536,7 @@ class _Trainer:
         self.run = _Run(config, network, spec)
         self.eval_fn = eval_fn
         self.postfix: dict[str, str] = {}  # shown on the bar: latest loss and latest µAP
+        self._tick = 0.0  # the clock at the end of the last step (see TrainConfig)
         self._prepare_data()
 
     def _prepare_data(self) -> None:
@@ -589,7 +622,7 @@ class _Trainer:
             torch.set_num_threads(max(1, config.threads))
         last = run.out_dir / LAST_NAME
         try:
-            if run.progress.step < stop_at or not last.is_file():
+            if (run.progress.step < stop_at and not run.budget_spent()) or not last.is_file():
                 self._loop(stop_at)
                 last = run.save()
         except KeyboardInterrupt:
@@ -618,18 +651,23 @@ class _Trainer:
             disable=not self.show,
         )
         run.network.train()
+        self._tick = _now()
         try:
-            while progress.step < stop_at:
+            while progress.step < stop_at and not run.budget_spent():
                 for light, heavy in self._batches(progress.epoch, progress.batch_in_epoch):
                     self._step(light, heavy, bar)
-                    if progress.step >= stop_at or (deadline and time.monotonic() > deadline):
+                    if progress.step >= stop_at or run.budget_spent():
+                        break
+                    if deadline and time.monotonic() > deadline:
                         break
                 if progress.batch_in_epoch >= self.steps_per_epoch:
                     progress.epoch += 1
                     progress.batch_in_epoch = 0
                 if deadline and time.monotonic() > deadline:
-                    log.info("time budget of %s minutes spent", config.max_minutes)
+                    log.info("this call's %s minutes are spent", config.max_minutes)
                     break
+            if run.budget_spent():
+                log.info("training budget of %s minutes spent", config.budget_minutes)
         finally:
             bar.close()
 
@@ -647,6 +685,9 @@ class _Trainer:
             koleo_weight=config.koleo_weight,
             precision=self.precision,
         )
+        now = _now()
+        progress.train_seconds += now - self._tick
+        self._tick = now
         run.scheduler.step()
         progress.step += 1
         progress.batch_in_epoch += 1
