@@ -710,7 +710,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cal.add_argument("--out", required=True, help="calibrated checkpoint to write")
     cal.add_argument("--work", default="runs/calibration", help="scratch folder")
-    cal.add_argument("--shortlist", type=int, default=20, help="candidates verified per query")
+    cal.add_argument("--shortlist", type=int, default=30, help="candidates verified per query")
     cal.add_argument(
         "--queries-per-kind",
         type=int,

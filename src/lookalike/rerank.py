@@ -54,7 +54,7 @@ class RerankConfig:
     ``invert_retry``: a candidate neither the listing nor its mirror image confirms is
     tried against the listing's negative (off in settings stored before it existed)."""
 
-    shortlist: int = 20
+    shortlist: int = 30
     band: tuple[float, float] | None = None
     n_features: int = 1000
     weight: float = 1.0
