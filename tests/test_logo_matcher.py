@@ -168,7 +168,7 @@ def test_match_queries_batches_and_threads_give_each_photos_own_answer(
         for query, photo in zip(queries, photos, strict=True)
         for m in matcher.match(photo)
     ]
-    batched = match_queries(matcher, queries, batch=2, threads=2)
+    batched = match_queries(matcher, queries, batch=1, threads=2)  # more batches than ahead
     assert [(q, b) for q, b, _ in batched] == [(q, b) for q, b, _ in one_by_one]
     assert [s for *_, s in batched] == pytest.approx([s for *_, s in one_by_one], abs=1e-4)
     assert {q for q, *_ in batched} >= {f"q{n}" for n in range(len(LOGO_NAMES))}

@@ -16,9 +16,11 @@ from __future__ import annotations
 
 import json
 import random
+from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -373,17 +375,23 @@ def match_queries(
 ) -> list[BrandPrediction]:
     """Every query photo through ``matcher``, ``batch`` photos per call, as brand predictions
     (a logo without a brand predicts its item id). Decoding and window cutting run in
-    ``threads`` threads beside the batch being matched: they are torch-free."""
+    ``threads`` threads beside the batch being matched (they are torch-free), at most
+    ``threads + 1`` batches ahead, so memory does not grow with the number of queries."""
 
-    def load(query: LogoQuery) -> tuple[Image.Image, Windows]:
-        image = decode_image(query.image).convert("RGB")
-        return image, matcher.windows(image)
+    def load(chunk: Sequence[LogoQuery]) -> list[tuple[Image.Image, Windows]]:
+        images = [decode_image(query.image).convert("RGB") for query in chunk]
+        return [(image, matcher.windows(image)) for image in images]
 
     predictions: list[BrandPrediction] = []
-    chunks = [queries[start : start + batch] for start in range(0, len(queries), batch)]
+    chunks = iter([queries[start : start + batch] for start in range(0, len(queries), batch)])
     with ThreadPoolExecutor(threads) as pool:
-        loaded_chunks = pool.map(lambda chunk: [load(query) for query in chunk], chunks)
-        for chunk, loaded in zip(chunks, loaded_chunks, strict=True):
+        ahead = deque((chunk, pool.submit(load, chunk)) for chunk in islice(chunks, threads + 1))
+        while ahead:
+            chunk, loading = ahead.popleft()
+            following = next(chunks, None)
+            if following is not None:
+                ahead.append((following, pool.submit(load, following)))
+            loaded = loading.result()
             images = [image for image, _ in loaded]
             windows = [cut for _, cut in loaded]
             for query, matches in zip(chunk, matcher.match_many(images, windows), strict=True):
