@@ -412,13 +412,16 @@ class _Run:
         self.data: dict[str, int] = {}
 
     def start_schedule(self, total_steps: int) -> None:
-        budget = self.config.budget_minutes
-        spent = None if budget is None else lambda: self.progress.train_seconds / (60 * budget)
+        spent = None if self.config.budget_minutes is None else self.budget_share
         self.scheduler = _schedule(self.optimizer, self.config.warmup_steps, total_steps, spent)
 
-    def budget_spent(self) -> bool:
+    def budget_share(self) -> float:
+        """The share of ``budget_minutes`` spent so far (0 without a budget)."""
         budget = self.config.budget_minutes
-        return budget is not None and self.progress.train_seconds >= 60 * budget
+        return 0.0 if budget is None else self.progress.train_seconds / (60 * budget)
+
+    def budget_spent(self) -> bool:
+        return self.budget_share() >= 1.0
 
     def resume(self) -> bool:
         """Load ``state.pt`` if the out_dir has one; True when resumed."""
