@@ -263,3 +263,24 @@ def test_check_evidence_and_bad_input(
     code, results = cli("check", broken, "--index", index, "--evidence", tmp_path / "ev", *QUIET)
     assert code == 1
     assert results[0]["label"] == "error" and "evidence" not in results[0]
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        (("--widths", "16,32"), "four integers"),
+        (("--widths", "16,32,x,128"), "four integers"),
+        (("--budget-minutes", "0"), "budget_minutes"),
+    ],
+)
+def test_train_logos_rejects_bad_settings_before_reading_data(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    option: tuple[str, str],
+    message: str,
+) -> None:
+    # tmp_path holds no logos: the settings must fail first, with their own message
+    argv = ["train-logos", str(tmp_path), "--out", str(tmp_path / "run"), "--quiet", *option]
+    assert main(argv) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

@@ -15,12 +15,14 @@ import torch.nn.functional as F
 from logo_helpers import draw_logos, one_torch_thread
 from lookalike.data.logos import LogoSpec
 from lookalike.logos.network import LogoNetConfig, load_logo_model
+from lookalike.model.embedder import Precision
 from lookalike.training.logo_benchmark import LogoBenchmark, LogoQuery
 from lookalike.training.logo_calibrate import brand_scores
 from lookalike.training.logo_train import (
     LogoTrainConfig,
     LogoTrainingData,
     WindowSampler,
+    _learning_rate,
     logo_loss,
     split_eval_logos,
     train_logos,
@@ -112,3 +114,65 @@ def test_brand_scores_take_the_right_brand_and_the_best_distractor(tmp_path: Pat
     predictions = [("p1", "alfa-romeo", 0.7), ("p1", "other", 0.9), ("n1", "x", 0.4)]
     positives, negatives = brand_scores(predictions, bench)
     assert positives == [0.7, -math.inf] and negatives == [0.4]
+
+
+def test_learning_rate_follows_steps_or_the_budget_whichever_ends_first() -> None:
+    config = LogoTrainConfig(out_dir=Path("unused"), steps=101, lr=1.0, warmup_steps=1)
+    assert _learning_rate(0, config) == 1.0  # warm-up
+    assert _learning_rate(51, config) == pytest.approx(0.5)  # half of the steps
+    assert _learning_rate(51, config, budget_share=0.25) == pytest.approx(0.5)
+    assert _learning_rate(1, config, budget_share=0.5) == pytest.approx(0.5)
+    assert _learning_rate(1, config, budget_share=1.0) == pytest.approx(0.0)
+    for bad in (0.0, -1.0):
+        with pytest.raises(ValueError, match="budget_minutes"):
+            LogoTrainConfig(out_dir=Path("unused"), budget_minutes=bad)
+    with pytest.raises(ValueError, match="precision"):
+        LogoTrainConfig(out_dir=Path("unused"), precision="fp16")  # type: ignore[arg-type]
+
+
+class MinuteClock:
+    """A fake clock for the time budget: each reading is a minute after the previous one."""
+
+    def __init__(self) -> None:
+        self.minutes = 0
+
+    def __call__(self) -> float:
+        self.minutes += 1
+        return 60.0 * self.minutes
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_time_budget_ends_the_run_annealed_and_stays_spent(
+    data: LogoTrainingData,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    precision: Precision,
+) -> None:
+    monkeypatch.setattr("lookalike.training.logo_train._now", MinuteClock())
+    config = LogoTrainConfig(
+        out_dir=tmp_path,
+        steps=1000,
+        batch_size=2,
+        negatives=2,
+        warmup_steps=1,
+        network=LogoNetConfig(widths=(4, 4, 8, 8), dim=8),
+        eval_logos=1,
+        eval_every=1000,
+        checkpoint_every=1,
+        budget_minutes=10.0,
+        precision=precision,
+        workers=0,
+        progress=False,
+    )
+    with one_torch_thread():
+        model_path = train_logos(config, data)
+        steps = load_logo_model(model_path).metadata["steps"]
+        assert 1 <= steps < 10  # the budget, not the 1,000 steps, ended it
+        state = torch.load(tmp_path / "last.pt", weights_only=True)
+        last_lr = state["optimizer"]["param_groups"][0]["lr"]
+        assert last_lr < 0.25 * config.lr  # near the end of the cosine
+        assert all(
+            torch.isfinite(p).all() for p in load_logo_model(model_path).network.parameters()
+        )
+        train_logos(config, data)  # resumed with the budget spent: no step more
+    assert load_logo_model(model_path).metadata["steps"] == steps

@@ -338,27 +338,38 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _stage_widths(text: str) -> tuple[int, int, int, int]:
+    parts = text.split(",")
+    if len(parts) != 4 or not all(part.strip().isdigit() for part in parts):
+        raise ValueError(f"--widths: expected four integers like 16,32,64,128, got {text!r}")
+    first, second, third, fourth = (int(part) for part in parts)
+    return first, second, third, fourth
+
+
 def cmd_train_logos(args: argparse.Namespace) -> int:
     from .logos.network import LogoNetConfig
     from .training.logo_benchmark import training_backgrounds, training_logos
     from .training.logo_train import LogoTrainConfig, LogoTrainingData, train_logos
 
-    shared = Path(args.shared_data)
-    data = LogoTrainingData.load(
-        training_logos(shared), training_backgrounds(shared), progress=not args.quiet
-    )
+    # settings first: a bad one fails before minutes of rendering logos
     config = LogoTrainConfig(
         out_dir=Path(args.out),
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        network=LogoNetConfig(input_size=args.input_size),
+        network=LogoNetConfig(input_size=args.input_size, widths=_stage_widths(args.widths)),
         eval_every=args.eval_every,
         max_minutes=args.max_minutes,
+        budget_minutes=args.budget_minutes,
+        precision=args.precision,
         workers=args.workers,
         threads=args.threads,
         seed=args.seed,
         progress=not args.quiet,
+    )
+    shared = Path(args.shared_data)
+    data = LogoTrainingData.load(
+        training_logos(shared), training_backgrounds(shared), progress=not args.quiet
     )
     _print_json({"model": str(train_logos(config, data))})
     return 0
@@ -679,6 +690,19 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--batch-size", type=int, default=128, help="logos per step")
     tl.add_argument("--lr", type=float, default=3e-3)
     tl.add_argument("--input-size", type=int, default=48, help="window side, pixels")
+    tl.add_argument(
+        "--widths",
+        default="16,32,64,128",
+        help="channels of the network's four stages, comma-separated",
+    )
+    tl.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
+    tl.add_argument(
+        "--budget-minutes",
+        type=float,
+        default=None,
+        help="end the run annealed after this much training time (over resumed calls); "
+        "--steps stays an upper bound",
+    )
     tl.add_argument("--eval-every", type=int, default=500)
     tl.add_argument(
         "--max-minutes",

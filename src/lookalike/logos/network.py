@@ -110,7 +110,8 @@ class LogoNet(nn.Module):
 
     def forward(self, windows: torch.Tensor) -> torch.Tensor:
         pooled = self.pool(self.features(standardise(windows)).float())
-        return F.normalize(self.projection(pooled), dim=-1)
+        # normalised in fp32 whatever precision the layers ran in (bf16 autocast)
+        return F.normalize(self.projection(pooled).float(), dim=-1)
 
 
 @dataclass
