@@ -222,3 +222,25 @@ def test_embed_windows_batches_and_empty_input(network: LogoNet) -> None:
     np.testing.assert_allclose(vectors, whole, atol=2e-2)
     empty = embed_windows(model, np.zeros((0, 1, 48, 48), np.uint8))
     assert empty.shape == (0, 128)
+
+
+def test_folded_inference_network_computes_the_same_descriptors(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    trained = LogoNet(LogoNetConfig(widths=(8, 16, 16, 32), dim=16))
+    for module in trained.modules():  # BatchNorm statistics as after training, not 0 / 1
+        if isinstance(module, torch.nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+            module.weight.data.uniform_(0.5, 1.5)
+            module.bias.data.uniform_(-0.2, 0.2)
+    model = load_logo_model(save_logo_model(tmp_path / "logo.pt", trained))
+    pixels = windows(16)
+    folded = model.inference_network
+    assert folded is model.inference_network  # made once
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in folded.modules())
+    with torch.no_grad():
+        torch.testing.assert_close(folded(pixels), model.network(pixels), atol=1e-5, rtol=0)
+    embedded = embed_windows(model, pixels.numpy())
+    with torch.no_grad():
+        plain = model.network(pixels).numpy()
+    assert (embedded * plain).sum(axis=1).min() > 0.999  # bf16 where the CPU has it

@@ -67,7 +67,7 @@ class LogoIndexingReport:
 
 @torch.inference_mode()
 def embed_windows(
-    model: LogoModel, pixels: npt.NDArray[np.uint8], batch_size: int = 512
+    model: LogoModel, pixels: npt.NDArray[np.uint8], batch_size: int = 256
 ) -> npt.NDArray[np.float32]:
     """uint8 (N, 1, S, S) grey windows -> float32 (N, dim) unit vectors."""
     outputs = [np.zeros((0, model.config.dim), np.float32)]
@@ -75,7 +75,7 @@ def embed_windows(
     for start in range(0, len(pixels), batch_size):
         batch = torch.from_numpy(np.ascontiguousarray(pixels[start : start + batch_size]))
         with torch.autocast("cpu", dtype=torch.bfloat16, enabled=use_bf16):
-            vectors = model.network(batch)
+            vectors = model.inference_network(batch)
         outputs.append(vectors.float().numpy())
     return np.concatenate(outputs)
 
