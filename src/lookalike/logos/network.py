@@ -124,7 +124,8 @@ def folded_for_inference(network: LogoNet) -> LogoNet:
     oneDNN's bf16 convolutions want channels last."""
     folded = copy.deepcopy(network).eval()
     for index, block in enumerate(folded.features):
-        conv, norm, relu = block
+        conv, norm, relu = block.children()  # see _conv
+        assert isinstance(conv, nn.Conv2d) and isinstance(norm, nn.BatchNorm2d)
         folded.features[index] = nn.Sequential(fuse_conv_bn_eval(conv, norm), relu)
     return folded.to(memory_format=torch.channels_last)
 
