@@ -24,7 +24,7 @@ from lookalike.data.composites import PasteConfig
 from lookalike.data.manifest import CatalogEntry
 from lookalike.logos.catalog import LogoCatalog
 from lookalike.logos.matcher import LogoMatchConfig
-from lookalike.logos.network import LogoNet, load_logo_model, save_logo_model
+from lookalike.logos.network import LogoNet, LogoNetConfig, load_logo_model, save_logo_model
 from lookalike.logos.windows import WindowGrid
 from lookalike.model import Embedder, ModelSpec, create_embedder
 from lookalike.model.registry import register_model
@@ -73,10 +73,15 @@ def still_paste(**changes: Any) -> PasteConfig:
 # -- the logo model ------------------------------------------------------------------------------
 
 
+# Tests need a logo network's shape, not its quality: a fixed, small one, so that what the
+# seeded random weights happen to find does not change with the shipped model's defaults.
+TEST_LOGO_NETWORK = LogoNetConfig(widths=(16, 32, 64, 128))
+
+
 def write_logo_model(path: Path, seed: int = 0) -> Path:
     """A LogoNet with seeded random weights, saved where ``--logo-model`` can find it."""
     torch.manual_seed(seed)
-    return save_logo_model(path, LogoNet())
+    return save_logo_model(path, LogoNet(TEST_LOGO_NETWORK))
 
 
 # A photo descriptor as small as the registry allows, so detectors are cheap to build: the

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 
 from logo_helpers import (
+    TEST_LOGO_NETWORK,
     WHOLE_PHOTO_GRID,
     Box,
     build_catalog,
@@ -89,7 +90,7 @@ def detector(embedder: Embedder, photo_index: CatalogIndex, catalog: LogoCatalog
 def rules(embedder: Embedder) -> Detector:
     """An empty detector whose logo model carries thresholds and a calibration."""
     torch.manual_seed(0)
-    catalog = LogoCatalog(LogoModel(LogoNet().eval(), dict(LOGO_METADATA)))
+    catalog = LogoCatalog(LogoModel(LogoNet(TEST_LOGO_NETWORK).eval(), dict(LOGO_METADATA)))
     photo_calibration = calibrate([0.9, 0.95, 1.0], [0.5, 0.7, 0.85])
     return Detector(
         embedder,

@@ -692,7 +692,7 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--input-size", type=int, default=48, help="window side, pixels")
     tl.add_argument(
         "--widths",
-        default="16,32,64,128",
+        default="32,64,128,256",
         help="channels of the network's four stages, comma-separated",
     )
     tl.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")

@@ -1,8 +1,8 @@
 """The logo region network: a small grey-level window -> a unit-norm descriptor.
 
 Logos in listing photos are small, recoloured, inverted (light on dark), blurred and seen in
-perspective, and a photo is searched as a few hundred windows, so the network is tiny (about
-6 M multiply-adds per 48 px window) and sees only grey levels, each window standardised to zero
+perspective, and a photo is searched as a few hundred windows, so the network is small (about
+29 M multiply-adds per 48 px window) and sees only grey levels, each window standardised to zero
 mean and unit contrast. A clean catalogue logo and a window around the same logo in a photo
 map to nearby descriptors; training (``lookalike.training.logo_train``) makes that so.
 """
@@ -42,7 +42,7 @@ class LogoNetConfig:
     """``input_size``: window side in pixels; ``widths``: channels of the four stages."""
 
     input_size: int = 48
-    widths: tuple[int, int, int, int] = (16, 32, 64, 128)
+    widths: tuple[int, int, int, int] = (32, 64, 128, 256)
     dim: int = 128
     gem_p: float = 3.0
 
