@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -68,22 +69,25 @@ def test_eval_split_is_disjoint_and_stable() -> None:
     assert (train, held) == split_eval_logos(50, 10, seed=3)
 
 
+def tiny_config(out_dir: Path, **settings: Any) -> LogoTrainConfig:
+    """Two logos a step, a network of a few channels, no worker processes, no bars."""
+    base: dict[str, Any] = {
+        "batch_size": 2,
+        "negatives": 2,
+        "warmup_steps": 1,
+        "network": LogoNetConfig(widths=(4, 4, 8, 8), dim=8),
+        "eval_logos": 1,
+        "checkpoint_every": 1,
+        "workers": 0,
+        "progress": False,
+    }
+    return LogoTrainConfig(out_dir=out_dir, **{**base, **settings})
+
+
 def test_training_writes_a_loadable_model_and_resumes(
     data: LogoTrainingData, tmp_path: Path
 ) -> None:
-    config = LogoTrainConfig(
-        out_dir=tmp_path,
-        steps=2,
-        batch_size=2,
-        negatives=2,
-        warmup_steps=1,
-        network=LogoNetConfig(widths=(4, 4, 8, 8), dim=8),
-        eval_logos=1,
-        eval_every=2,
-        checkpoint_every=1,
-        workers=0,
-        progress=False,
-    )
+    config = tiny_config(tmp_path, steps=2, eval_every=2)
     with one_torch_thread():
         model_path = train_logos(config, data)
         model = load_logo_model(model_path)
@@ -149,20 +153,8 @@ def test_a_time_budget_ends_the_run_annealed_and_stays_spent(
     precision: Precision,
 ) -> None:
     monkeypatch.setattr("lookalike.training.logo_train._now", MinuteClock())
-    config = LogoTrainConfig(
-        out_dir=tmp_path,
-        steps=1000,
-        batch_size=2,
-        negatives=2,
-        warmup_steps=1,
-        network=LogoNetConfig(widths=(4, 4, 8, 8), dim=8),
-        eval_logos=1,
-        eval_every=1000,
-        checkpoint_every=1,
-        budget_minutes=10.0,
-        precision=precision,
-        workers=0,
-        progress=False,
+    config = tiny_config(
+        tmp_path, steps=1000, eval_every=1000, budget_minutes=10.0, precision=precision
     )
     with one_torch_thread():
         model_path = train_logos(config, data)
