@@ -215,9 +215,8 @@ def test_the_matcher_scores_and_outlines_a_flat_glyph(glyph_catalog: LogoCatalog
     assert clover_match.agreement >= 0.8
     assert clover_match.agreement > max(by_id[k].agreement for k in ("bars", "bolt"))
     bonus = config.inlier_weight * min(clover_match.inliers, config.max_inlier_bonus)
-    expected = (
-        clover_match.descriptor_score + bonus + config.alignment_weight * clover_match.agreement
-    )
+    above_floor = clover_match.agreement - config.alignment_floor
+    expected = clover_match.descriptor_score + bonus + config.alignment_weight * above_floor
     assert clover_match.score == pytest.approx(expected, abs=1e-5)
     assert quad_error(clover_match.region, truth) <= 0.15 * side(truth)
 

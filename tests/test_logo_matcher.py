@@ -203,7 +203,7 @@ def test_scores_regions_and_point_pairs(
     assert [m.score for m in matches] == sorted((m.score for m in matches), reverse=True)
     for match in matches:
         bonus = config.inlier_weight * min(match.inliers, config.max_inlier_bonus)
-        bonus += config.alignment_weight * match.agreement
+        bonus += config.alignment_weight * max(0.0, match.agreement - config.alignment_floor)
         assert 0.0 <= match.agreement <= 1.0
         assert match.score == pytest.approx(match.descriptor_score + bonus, abs=1e-5)
         assert len(match.region) == 4
@@ -275,7 +275,14 @@ def test_grey_and_rgba_photos_are_accepted(
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"window_k": 0}, {"candidates": 0}, {"top_k": 0}, {"context": 0.5}],
+    [
+        {"window_k": 0},
+        {"candidates": 0},
+        {"top_k": 0},
+        {"context": 0.5},
+        {"alignment_floor": -0.1},
+        {"alignment_floor": 1.0},
+    ],
 )
 def test_bad_match_configs_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
