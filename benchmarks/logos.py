@@ -2,6 +2,11 @@
 
     python benchmarks/logos.py ../shared/data                      # shipped logo model
     python benchmarks/logos.py ../shared/data --model runs/logo/logo.pt --orb-queries 100
+    python benchmarks/logos.py ../shared/data --dev --orb-queries 0 --alignment-floor 0.6
+
+``--dev`` runs on the calibration composites instead (logos held out of training on training
+backgrounds): the set on which matcher settings are chosen, so the benchmark's queries never
+are. ``--candidates`` and ``--alignment-floor`` try matcher settings there.
 
 The catalogue holds every shared logo (simple_icons + car_logos, 3,867). Queries are the
 benchmark's composites (``lookalike.training.logo_benchmark``): logos and photos held out of
@@ -24,6 +29,7 @@ import os
 import platform
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
@@ -40,7 +46,7 @@ from lookalike.training.logo_benchmark import (
     match_queries,
     score_brand_predictions,
 )
-from lookalike.training.logo_calibrate import shared_logo_catalog
+from lookalike.training.logo_calibrate import calibration_set, shared_logo_catalog
 
 Prediction = tuple[str, str, float]
 
@@ -94,12 +100,31 @@ def main() -> None:
     parser.add_argument(
         "--no-alignment", action="store_true", help="keypoint verification only (ablation)"
     )
+    parser.add_argument(
+        "--dev",
+        action="store_true",
+        help="the calibration composites (300 + 300, where settings are chosen) instead",
+    )
+    defaults = LogoMatchConfig()
+    parser.add_argument("--candidates", type=int, default=defaults.candidates)
+    parser.add_argument("--alignment-floor", type=float, default=defaults.alignment_floor)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    bench = build_logo_benchmark(args.shared_data, args.work / "queries", positives=args.positives)
+    if args.dev:
+        bench = calibration_set(args.shared_data, args.work)
+    else:
+        bench = build_logo_benchmark(
+            args.shared_data, args.work / "queries", positives=args.positives
+        )
     catalog = shared_logo_catalog(args.shared_data, args.model, args.work)
-    matcher = LogoMatcher(catalog, LogoMatchConfig(alignment=None) if args.no_alignment else None)
+    config = replace(
+        defaults,
+        candidates=args.candidates,
+        alignment_floor=args.alignment_floor,
+        alignment=None if args.no_alignment else defaults.alignment,
+    )
+    matcher = LogoMatcher(catalog, config)
     print("| matcher | brand µAP | recall@P90 | top-1 | speed |\n|---|---|---|---|---|")
     print(
         f"catalogue: {len(catalog)} logos; queries: {len(bench.positives)} positives, "
@@ -126,6 +151,9 @@ def main() -> None:
         "warm_up_s": warm_up_s,
         "model": args.model,
         "alignment": not args.no_alignment,
+        "queries_set": "calibration (dev)" if args.dev else "benchmark",
+        "candidates": args.candidates,
+        "alignment_floor": args.alignment_floor,
         "threads": args.threads,
     }
     if args.orb_queries > 0:

@@ -88,6 +88,19 @@ def calibration_logos(shared_data: Path, eval_logos: int = 200, seed: int = 0) -
     return [rendered[i] for i in held]
 
 
+def calibration_set(shared_data: Path, work: Path, *, positives: int = 300) -> LogoBenchmark:
+    """The calibration composites (built once into ``work/calibration-queries``): logos the
+    training run held out on training backgrounds, never the benchmark's. Also the
+    development set on which matcher settings are chosen (``benchmarks/logos.py --dev``)."""
+    return build_composite_set(
+        calibration_logos(shared_data),
+        training_backgrounds(shared_data),
+        work / "calibration-queries",
+        positives=positives,
+        seed=CALIBRATION_SEED,
+    )
+
+
 def brand_scores(
     predictions: Iterable[tuple[str, str, float]], bench: LogoBenchmark
 ) -> tuple[list[float], list[float]]:
@@ -127,13 +140,7 @@ def calibrate_logo_model(
     """Calibrate the logo model at ``model_path`` (searching every shared logo with the
     default matcher settings) and write it with its calibration to ``out``."""
     matcher = LogoMatcher(shared_logo_catalog(shared_data, str(model_path), work))
-    bench = build_composite_set(
-        calibration_logos(shared_data),
-        training_backgrounds(shared_data),
-        work / "calibration-queries",
-        positives=positives,
-        seed=CALIBRATION_SEED,
-    )
+    bench = calibration_set(shared_data, work, positives=positives)
     result = calibrate_logo_matcher(matcher, bench)
     model = load_logo_model(model_path)
     save_logo_model(out, model.network, {**model.metadata, **result.to_metadata()})
