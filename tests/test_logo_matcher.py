@@ -29,7 +29,7 @@ from logo_helpers import (
 )
 from lookalike.logos.catalog import LogoCatalog
 from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
-from lookalike.logos.network import load_logo_model
+from lookalike.logos.network import LogoModel, load_logo_model
 from lookalike.logos.windows import WindowGrid
 from lookalike.training.logo_benchmark import LogoQuery, match_queries
 
@@ -308,3 +308,15 @@ def test_a_logo_replaced_under_the_same_id_is_verified_against_the_new_one(
     catalog.add(logo_entries([new]))
     photo, box = paste_logo(logos["shapes"])
     check_found(matcher.match(photo), "brand", box)
+
+
+def test_the_alignment_floor_follows_the_model_calibration(catalog: LogoCatalog) -> None:
+    """Thresholds are on the scale of the score they were calibrated with."""
+    assert LogoMatchConfig.calibrated_for({}).alignment_floor == LogoMatchConfig().alignment_floor
+    calibrated = {"calibration": {}, "thresholds": {"copy": 1.0, "review": 0.8}}
+    assert LogoMatchConfig.calibrated_for(calibrated).alignment_floor == 0.0  # before the floor
+    recorded = {**calibrated, "calibrated_on": {"alignment_floor": 0.6}}
+    assert LogoMatchConfig.calibrated_for(recorded).alignment_floor == 0.6
+    old = LogoCatalog(LogoModel(catalog.model.network, calibrated), catalog.index)
+    assert LogoMatcher(old).config.alignment_floor == 0.0
+    assert LogoMatcher(old, LogoMatchConfig()).config.alignment_floor == 0.7  # asked for

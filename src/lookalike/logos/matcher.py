@@ -15,9 +15,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -98,6 +99,17 @@ class LogoMatchConfig:
         if not 0.0 <= self.alignment_floor < 1.0:
             raise ValueError(f"alignment_floor must be in [0, 1), got {self.alignment_floor}")
 
+    @classmethod
+    def calibrated_for(cls, metadata: Mapping[str, Any]) -> LogoMatchConfig:
+        """The default settings, scoring as the logo model's calibration did: its thresholds
+        are on the scale of the score they were measured with. The calibration records its
+        ``alignment_floor``; a model calibrated before the floor existed (no record) scored
+        agreement from 0. An uncalibrated model gets the defaults."""
+        if "calibration" not in metadata:
+            return cls()
+        calibrated_on = metadata.get("calibrated_on") or {}
+        return cls(alignment_floor=float(calibrated_on.get("alignment_floor", 0.0)))
+
 
 @dataclass(frozen=True)
 class LogoMatch:
@@ -143,7 +155,7 @@ class LogoMatcher:
 
     def __init__(self, catalog: LogoCatalog, config: LogoMatchConfig | None = None) -> None:
         self.catalog = catalog
-        self.config = config or LogoMatchConfig()
+        self.config = config or LogoMatchConfig.calibrated_for(catalog.model.metadata)
         # keyed by (item id, file sha256): a logo replaced under the same id is described anew
         self._reference_features: dict[tuple[str, str], tuple[LocalFeatures, LocalFeatures]] = {}
         self._templates: dict[tuple[str, str], LogoTemplates] = {}

@@ -21,7 +21,7 @@ from typing import Any
 from ..data.logos import LogoSpec, normalise_brand, shared_logo_specs
 from ..data.manifest import CatalogEntry
 from ..logos.catalog import LogoCatalog, resolve_logo_model
-from ..logos.matcher import LogoMatcher
+from ..logos.matcher import LogoMatchConfig, LogoMatcher
 from ..logos.network import load_logo_model, save_logo_model
 from .calibration import Calibration, calibrate, choose_thresholds
 from .logo_benchmark import (
@@ -42,6 +42,7 @@ class LogoCalibrationResult:
     thresholds: dict[str, float]
     positives: int
     negatives: int
+    alignment_floor: float  # the matcher's, which the scores (and thresholds) depend on
 
     def to_metadata(self) -> dict[str, Any]:
         return {
@@ -51,6 +52,7 @@ class LogoCalibrationResult:
                 "positives": self.positives,
                 "negatives": self.negatives,
                 "what": "composites of logos held out of training on training backgrounds",
+                "alignment_floor": self.alignment_floor,
             },
         }
 
@@ -125,7 +127,11 @@ def calibrate_logo_matcher(
     calibration = calibrate(positives, negatives)
     points = choose_thresholds(calibration, copy_precision=logo_precision, review_precision=0.5)
     return LogoCalibrationResult(
-        calibration, {"copy": points.copy, "review": points.review}, len(positives), len(negatives)
+        calibration,
+        {"copy": points.copy, "review": points.review},
+        len(positives),
+        len(negatives),
+        matcher.config.alignment_floor,
     )
 
 
@@ -138,8 +144,10 @@ def calibrate_logo_model(
     positives: int = 300,
 ) -> LogoCalibrationResult:
     """Calibrate the logo model at ``model_path`` (searching every shared logo with the
-    default matcher settings) and write it with its calibration to ``out``."""
-    matcher = LogoMatcher(shared_logo_catalog(shared_data, str(model_path), work))
+    default matcher settings, whatever settings an earlier calibration of it recorded) and
+    write it with its calibration to ``out``."""
+    catalog = shared_logo_catalog(shared_data, str(model_path), work)
+    matcher = LogoMatcher(catalog, LogoMatchConfig())
     bench = calibration_set(shared_data, work, positives=positives)
     result = calibrate_logo_matcher(matcher, bench)
     model = load_logo_model(model_path)
