@@ -271,6 +271,8 @@ def test_check_evidence_and_bad_input(
         (("--widths", "16,32"), "four integers"),
         (("--widths", "16,32,x,128"), "four integers"),
         (("--budget-minutes", "0"), "budget_minutes"),
+        (("--init-from", "missing.pt"), "missing.pt"),
+        (("--init-from", "missing.pt", "--widths", "8,8,8,8"), "network settings"),
     ],
 )
 def test_train_logos_rejects_bad_settings_before_reading_data(

@@ -106,6 +106,36 @@ def test_training_writes_a_loadable_model_and_resumes(
     assert load_logo_model(model_path).metadata["steps"] == 4
 
 
+def test_a_new_run_fine_tunes_from_a_trained_model(data: LogoTrainingData, tmp_path: Path) -> None:
+    with one_torch_thread():
+        first = load_logo_model(train_logos(tiny_config(tmp_path / "first", steps=2), data))
+        # lr 0: the fine-tuned weights can only be the ones it started from
+        tuned = tiny_config(
+            tmp_path / "tuned", steps=1, lr=0.0, init_from=tmp_path / "first/logo.pt"
+        )
+        second = load_logo_model(train_logos(tuned, data))
+        fresh = load_logo_model(train_logos(tiny_config(tmp_path / "fresh", steps=1, lr=0.0), data))
+    assert second.metadata["recipe"]["init_from"] == str(tmp_path / "first/logo.pt")
+    weights = dict(first.network.named_parameters())
+    for name, value in second.network.named_parameters():
+        torch.testing.assert_close(value, weights[name], msg=name)
+    assert fresh.fingerprint != first.fingerprint
+
+
+def test_fine_tuning_refuses_a_model_of_other_settings(
+    data: LogoTrainingData, tmp_path: Path
+) -> None:
+    with one_torch_thread():
+        train_logos(tiny_config(tmp_path / "first", steps=1), data)
+        other = tiny_config(
+            tmp_path / "other",
+            init_from=tmp_path / "first/logo.pt",
+            network=LogoNetConfig(widths=(4, 4, 8, 16), dim=8),
+        )
+        with pytest.raises(ValueError, match="settings"):
+            train_logos(other, data)
+
+
 def test_brand_scores_take_the_right_brand_and_the_best_distractor(tmp_path: Path) -> None:
     bench = LogoBenchmark(
         tmp_path,

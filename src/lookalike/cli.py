@@ -7,6 +7,7 @@ below are in place, so ``lookalike --help`` is instant.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import shutil
@@ -347,21 +348,31 @@ def _stage_widths(text: str) -> tuple[int, int, int, int]:
 
 
 def cmd_train_logos(args: argparse.Namespace) -> int:
-    from .logos.network import LogoNetConfig
+    from .logos.network import LogoNetConfig, load_logo_model
     from .training.logo_benchmark import training_backgrounds, training_logos
     from .training.logo_train import LogoTrainConfig, LogoTrainingData, train_logos
 
     # settings first: a bad one fails before minutes of rendering logos
+    network = LogoNetConfig()
+    if args.init_from:  # fine-tuning: the network is shaped as the model it starts from
+        if args.widths is not None or args.input_size is not None:
+            raise ValueError("--init-from takes the network settings of the model it starts from")
+        network = load_logo_model(args.init_from).config
+    if args.input_size is not None:
+        network = dataclasses.replace(network, input_size=args.input_size)
+    if args.widths is not None:
+        network = dataclasses.replace(network, widths=_stage_widths(args.widths))
     config = LogoTrainConfig(
         out_dir=Path(args.out),
         steps=args.steps,
         batch_size=args.batch_size,
         lr=args.lr,
-        network=LogoNetConfig(input_size=args.input_size, widths=_stage_widths(args.widths)),
+        network=network,
         eval_every=args.eval_every,
         max_minutes=args.max_minutes,
         budget_minutes=args.budget_minutes,
         precision=args.precision,
+        init_from=Path(args.init_from) if args.init_from else None,
         workers=args.workers,
         threads=args.threads,
         seed=args.seed,
@@ -689,11 +700,17 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--steps", type=int, default=5000)
     tl.add_argument("--batch-size", type=int, default=128, help="logos per step")
     tl.add_argument("--lr", type=float, default=3e-3)
-    tl.add_argument("--input-size", type=int, default=48, help="window side, pixels")
+    tl.add_argument("--input-size", type=int, default=None, help="window side, pixels (default 48)")
     tl.add_argument(
         "--widths",
-        default="32,64,128,256",
-        help="channels of the network's four stages, comma-separated",
+        default=None,
+        help="channels of the network's four stages, comma-separated (default 32,64,128,256)",
+    )
+    tl.add_argument(
+        "--init-from",
+        default=None,
+        help="a logo model (logo.pt) to fine-tune: a new run starts from its weights and "
+        "network settings, under a fresh schedule",
     )
     tl.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     tl.add_argument(

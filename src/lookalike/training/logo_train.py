@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 from ..data.composites import PasteConfig, distractor_mark, paste_logo, synthetic_background
 from ..data.decode import decode_image
 from ..data.logos import LogoRenderError, LogoSpec, render_logo
-from ..logos.network import LogoNet, LogoNetConfig, save_logo_model
+from ..logos.network import LogoNet, LogoNetConfig, load_logo_model, save_logo_model
 from ..logos.windows import grey, logo_window
 from ..model.checkpoint import atomic_torch_save
 from ..model.embedder import Precision, resolve_precision
@@ -55,7 +55,10 @@ class LogoTrainConfig:
     the machine's speed; this call stops early after ``max_minutes`` (of its own, as ``train``
     does: a resumed run gets that again); ``eval_every`` steps, window-to-logo recall@1 is
     measured on ``eval_logos`` logos never trained on. ``precision``: "auto" trains under
-    bf16 autocast where the CPU has native bf16 units (2x faster for the wider networks)."""
+    bf16 autocast where the CPU has native bf16 units (2x faster for the wider networks).
+    ``init_from``: a logo model (``logo.pt``) whose weights a new run starts from, to fine-tune
+    it (on one's own logos, or longer) under a fresh schedule; its network settings must be
+    ``network``'s. A run that resumes from its ``last.pt`` ignores it."""
 
     out_dir: Path
     steps: int = 3000
@@ -73,6 +76,7 @@ class LogoTrainConfig:
     max_minutes: float | None = None
     budget_minutes: float | None = None
     precision: Precision = "auto"
+    init_from: Path | None = None
     workers: int = 1
     threads: int | None = None
     seed: int = 0
@@ -86,6 +90,7 @@ class LogoTrainConfig:
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["out_dir"] = str(self.out_dir)
+        data["init_from"] = None if self.init_from is None else str(self.init_from)
         return data
 
 
@@ -282,6 +287,17 @@ def split_eval_logos(count: int, eval_logos: int, seed: int) -> tuple[list[int],
     return sorted(ids[held:]), sorted(ids[:held])
 
 
+def _start_from(network: LogoNet, path: Path) -> None:
+    """Copy a trained logo model's weights into ``network`` (which must have its settings)."""
+    trained = load_logo_model(path)
+    if trained.config != network.config:
+        raise ValueError(
+            f"{path} is a logo network with settings {trained.config.to_dict()}, "
+            f"the run is set for {network.config.to_dict()}"
+        )
+    network.load_state_dict(trained.network.state_dict())
+
+
 def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     """Train (or resume) and write ``out_dir/logo.pt``; returns its path."""
     if config.threads:
@@ -303,6 +319,8 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
         history = json.loads(state["history"])
+    elif config.init_from is not None:
+        _start_from(network, Path(config.init_from))
     sampler = WindowSampler(data, config.network.input_size)
     batches = DataLoader(
         _Batches(sampler, train_ids, config, step),
