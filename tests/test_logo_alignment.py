@@ -20,7 +20,7 @@ from lookalike.logos.alignment import (
     logo_templates,
 )
 from lookalike.logos.catalog import LogoCatalog
-from lookalike.logos.geometry import plausible_view
+from lookalike.logos.geometry import plausible_view, quad_iou
 from lookalike.logos.matcher import LogoMatchConfig, LogoMatcher
 from lookalike.logos.network import load_logo_model
 from lookalike.logos.windows import WindowGrid
@@ -219,6 +219,7 @@ def test_the_matcher_scores_and_outlines_a_flat_glyph(glyph_catalog: LogoCatalog
     expected = clover_match.descriptor_score + bonus + config.alignment_weight * above_floor
     assert clover_match.score == pytest.approx(expected, abs=1e-5)
     assert quad_error(clover_match.region, truth) <= 0.15 * side(truth)
+    assert clover_match.region_source == ("keypoints" if clover_match.inliers else "outline")
 
 
 def test_alignment_can_be_switched_off(glyph_catalog: LogoCatalog) -> None:
@@ -234,3 +235,19 @@ def test_alignment_can_be_switched_off(glyph_catalog: LogoCatalog) -> None:
     with one_torch_thread():
         matches = LogoMatcher(glyph_catalog, config).match(photo)
     assert matches and all(m.agreement == 0.0 for m in matches)
+
+
+def test_quad_iou_measures_the_overlap_of_two_outlines() -> None:
+    square = ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))
+    shifted = ((5.0, 0.0), (15.0, 0.0), (15.0, 10.0), (5.0, 10.0))
+    diamond = ((5.0, 0.0), (10.0, 5.0), (5.0, 10.0), (0.0, 5.0))  # half the square's area
+    far = ((100.0, 100.0), (110.0, 100.0), (110.0, 110.0), (100.0, 110.0))
+    assert quad_iou(square, square) == pytest.approx(1.0)
+    assert quad_iou(square, shifted) == pytest.approx(1 / 3, abs=0.01)
+    assert quad_iou(square, diamond) == pytest.approx(0.5, abs=0.01)
+    assert quad_iou(diamond, square) == pytest.approx(quad_iou(square, diamond))
+    assert quad_iou(square, far) == 0.0
+    nan = ((float("nan"), 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    assert quad_iou(square, nan) == 0.0
+    point = ((3.0, 3.0),) * 4
+    assert quad_iou(point, point) == 0.0

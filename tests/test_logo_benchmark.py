@@ -14,6 +14,9 @@ from lookalike.data.augment import load_font
 from lookalike.data.composites import paste_logo
 from lookalike.data.logos import shared_logo_specs, split_by_item
 from lookalike.data.synthetic import synthetic_image
+from lookalike.index import CatalogRecord
+from lookalike.logos.geometry import Quad
+from lookalike.logos.matcher import LogoMatch, RegionSource
 from lookalike.training.logo_baselines import OrbLogoMatcher
 from lookalike.training.logo_benchmark import (
     BENCHMARK_SPLIT_SEED,
@@ -21,6 +24,7 @@ from lookalike.training.logo_benchmark import (
     LogoQuery,
     build_composite_set,
     build_logo_benchmark,
+    region_accuracy,
     score_brand_predictions,
     training_backgrounds,
     training_logos,
@@ -236,6 +240,33 @@ def test_scoring_counts_ties_against_the_system() -> None:
     assert result["recall_at_p90"] == pytest.approx(1.0)
     assert result["top1_accuracy"] == pytest.approx(1.0)
     assert score_brand_predictions([], hand_made())["micro_ap"] == 0.0
+
+
+def test_region_accuracy_measures_the_best_right_match_only() -> None:
+    bench = hand_made()  # positives' logos are the unit square
+    q1, q2, q3, n1, _ = bench.queries
+
+    def found(brand: str, score: float, region: Quad, source: RegionSource) -> LogoMatch:
+        record = CatalogRecord(f"x/{brand}", "0" * 64, brand, "logo", None, None, "2026-01-01")
+        return LogoMatch(record, score, score, 0, region, region_source=source)
+
+    exact = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    half = ((0.0, 0.0), (2.0, 0.0), (2.0, 1.0), (0.0, 1.0))  # twice the logo: IoU 0.5
+    result = region_accuracy(
+        [
+            (q1, [found("Alfa Romeo", 0.9, exact, "keypoints"), found("Bmw", 0.2, half, "window")]),
+            (q2, [found("BMW", 0.8, half, "outline")]),
+            (q3, [found("Bmw", 0.9, exact, "keypoints"), found("Citroen", 0.5, exact, "window")]),
+            (n1, [found("Bmw", 0.9, exact, "keypoints")]),  # a negative has no region to find
+        ]
+    )
+    # q3's best match is the wrong brand: its region is not measured
+    assert result["located"] == 2
+    assert result["median_iou"] == pytest.approx(0.75, abs=0.01)
+    assert result["iou_at_least_0.5"] == pytest.approx(1.0)
+    assert result["by_source"]["keypoints"]["median_iou"] == pytest.approx(1.0, abs=0.01)
+    assert result["by_source"]["outline"]["located"] == 1
+    assert region_accuracy([])["median_iou"] is None
 
 
 def test_scoring_rejects_bad_predictions() -> None:

@@ -71,10 +71,11 @@ def check_found(
     """``name`` first and verified, its region on ``box``, every other logo unverified."""
     best = matches[0]
     assert best.record.item_id == name, [m.record.item_id for m in matches]
-    assert best.verified and best.inliers >= MIN_INLIERS
+    assert best.verified and best.inliers >= MIN_INLIERS and best.region_source == "keypoints"
     assert corner_error(best.region, box) <= 0.1 * side_of(box)
     for other in matches[1:]:
         assert other.inliers == 0 and not other.verified, other.record.item_id
+        assert other.region_source in ("outline", "window")
     return best
 
 
@@ -218,7 +219,9 @@ def test_scores_regions_and_point_pairs(
     # unconfirmed logos keep the square window they were found in, inside the photo
     for other in matches[1:]:
         if other.agreement >= config.region_agreement:
+            assert other.region_source == "outline"
             continue  # the aligned outline is their region
+        assert other.region_source == "window"
         (ax, ay), (bx, by), (cx, cy), (dx, dy) = other.region
         assert (ay, bx, cy, dx) == (by, cx, dy, ax)  # axis-aligned: TL TR BR BL
         assert bx - ax == pytest.approx(cy - by, rel=1e-4)  # square

@@ -1,11 +1,13 @@
 """Is a quadrilateral a plausible view of a flat picture? Shared by logo keypoint
 verification, outline alignment and whole-photo re-ranking, which all end with a homography
-that may be a chance fit."""
+that may be a chance fit. And how much two outlines overlap (the logo benchmark's measure of
+a reported region)."""
 
 from __future__ import annotations
 
 import numpy as np
 import numpy.typing as npt
+from PIL import Image, ImageDraw
 
 Point = tuple[float, float]
 Quad = tuple[Point, Point, Point, Point]  # TL, TR, BR, BL
@@ -68,3 +70,25 @@ def project(
     if np.any(np.abs(depth) < 1e-9):
         return np.full((len(points), 2), np.nan)
     return np.asarray(homogeneous[:, :2] / depth, dtype=np.float64)
+
+
+def quad_iou(first: Quad, second: Quad, resolution: int = 512) -> float:
+    """Intersection over union of two outlines (any simple polygons), by drawing both on a
+    mask whose longer side is ``resolution`` pixels over their joint bounding box (exact to
+    about a pixel of that mask; quads from a chance homography need not be convex)."""
+    points = np.array([*first, *second], np.float64)
+    if not np.all(np.isfinite(points)):
+        return 0.0
+    low = points.min(axis=0)
+    extent = float((points.max(axis=0) - low).max())
+    if extent <= 0:
+        return 0.0
+    scale = (resolution - 1) / extent
+    masks = []
+    for quad in (first, second):
+        mask = Image.new("1", (resolution, resolution), 0)
+        corners = [tuple((np.array(p) - low) * scale) for p in quad]
+        ImageDraw.Draw(mask).polygon([(float(x), float(y)) for x, y in corners], fill=1)
+        masks.append(np.asarray(mask, np.bool_))
+    union = int(np.logical_or(*masks).sum())
+    return int(np.logical_and(*masks).sum()) / union if union else 0.0

@@ -18,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -111,13 +111,17 @@ class LogoMatchConfig:
         return cls(alignment_floor=float(calibrated_on.get("alignment_floor", 0.0)))
 
 
+RegionSource = Literal["keypoints", "outline", "window"]
+
+
 @dataclass(frozen=True)
 class LogoMatch:
     """A catalogue logo seen in a listing photo.
 
     ``region``: the logo's outline in photo pixels (TL, TR, BR, BL), from the homography when
     ``inliers`` > 0, else from outline alignment when ``agreement`` reaches the config's
-    ``region_agreement``, else the window it was found in; ``agreement``: how well the logo's
+    ``region_agreement``, else the window it was found in (``region_source``: "keypoints",
+    "outline" or "window"); ``agreement``: how well the logo's
     aligned outline agrees with the photo (0..1, 0 when not aligned); ``point_pairs``: the
     inlier keypoints as (photo xy, xy in the logo's rendering), for evidence images.
     """
@@ -129,6 +133,7 @@ class LogoMatch:
     region: Quad
     point_pairs: tuple[tuple[Point, Point], ...] = ()
     agreement: float = 0.0
+    region_source: RegionSource = "window"
 
     @property
     def verified(self) -> bool:
@@ -263,10 +268,11 @@ class LogoMatcher:
             inliers, region, pairs = keypoints
             bonus = self.config.inlier_weight * min(inliers, self.config.max_inlier_bonus)
             score += bonus
+            source: RegionSource = "keypoints"
         elif aligned.quad is not None and aligned.agreement >= self.config.region_agreement:
-            inliers, region, pairs = 0, aligned.quad, ()
+            inliers, region, pairs, source = 0, aligned.quad, (), "outline"
         else:
-            inliers, region, pairs = 0, _box_corners(candidate.box), ()
+            inliers, region, pairs, source = 0, _box_corners(candidate.box), (), "window"
         return LogoMatch(
             candidate.record,
             round(score, 6),
@@ -275,6 +281,7 @@ class LogoMatcher:
             region,
             pairs,
             aligned.agreement,
+            source,
         )
 
     def _aligned(self, photo: PhotoGrey | None, candidate: _Candidate) -> Alignment:

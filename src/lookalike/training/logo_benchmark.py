@@ -17,7 +17,7 @@ from __future__ import annotations
 import json
 import random
 from collections import deque
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from itertools import islice
@@ -42,7 +42,8 @@ from lookalike.data.logos import (
     shared_logo_specs,
     split_by_item,
 )
-from lookalike.logos.matcher import LogoMatcher
+from lookalike.logos.geometry import quad_iou
+from lookalike.logos.matcher import LogoMatch, LogoMatcher
 from lookalike.logos.windows import Windows
 from lookalike.training.metrics import (
     micro_average_precision,
@@ -56,9 +57,12 @@ __all__ = [
     "LogoBenchmark",
     "LogoQuery",
     "benchmark_summary",
+    "brand_predictions",
     "build_composite_set",
     "build_logo_benchmark",
+    "match_photos",
     "match_queries",
+    "region_accuracy",
     "score_brand_predictions",
     "training_backgrounds",
     "training_logos",
@@ -370,19 +374,18 @@ def _background(photos: Sequence[Path], rng: random.Random, side: int) -> Image.
 BrandPrediction = tuple[str, str, float]  # query id, brand (or item id), score
 
 
-def match_queries(
+def match_photos(
     matcher: LogoMatcher, queries: Sequence[LogoQuery], *, batch: int = 8, threads: int = 1
-) -> list[BrandPrediction]:
-    """Every query photo through ``matcher``, ``batch`` photos per call, as brand predictions
-    (a logo without a brand predicts its item id). Decoding and window cutting run in
-    ``threads`` threads beside the batch being matched (they are torch-free), at most
-    ``threads + 1`` batches ahead, so memory does not grow with the number of queries."""
+) -> Iterator[tuple[LogoQuery, list[LogoMatch]]]:
+    """Every query photo through ``matcher``, ``batch`` photos per call, with its matches.
+    Decoding and window cutting run in ``threads`` threads beside the batch being matched
+    (they are torch-free), at most ``threads + 1`` batches ahead, so memory does not grow
+    with the number of queries."""
 
     def load(chunk: Sequence[LogoQuery]) -> list[tuple[Image.Image, Windows]]:
         images = [decode_image(query.image).convert("RGB") for query in chunk]
         return [(image, matcher.windows(image)) for image in images]
 
-    predictions: list[BrandPrediction] = []
     chunks = iter([queries[start : start + batch] for start in range(0, len(queries), batch)])
     with ThreadPoolExecutor(threads) as pool:
         ahead = deque((chunk, pool.submit(load, chunk)) for chunk in islice(chunks, threads + 1))
@@ -394,10 +397,20 @@ def match_queries(
             loaded = loading.result()
             images = [image for image, _ in loaded]
             windows = [cut for _, cut in loaded]
-            for query, matches in zip(chunk, matcher.match_many(images, windows), strict=True):
-                brands = ((m.record.brand or m.record.item_id, m.score) for m in matches)
-                predictions.extend((query.query_id, brand, score) for brand, score in brands)
-    return predictions
+            yield from zip(chunk, matcher.match_many(images, windows), strict=True)
+
+
+def brand_predictions(query: LogoQuery, matches: Iterable[LogoMatch]) -> list[BrandPrediction]:
+    """A query's matches as brand predictions (a logo without a brand predicts its item id)."""
+    return [(query.query_id, m.record.brand or m.record.item_id, m.score) for m in matches]
+
+
+def match_queries(
+    matcher: LogoMatcher, queries: Sequence[LogoQuery], *, batch: int = 8, threads: int = 1
+) -> list[BrandPrediction]:
+    """:func:`match_photos`, as brand predictions."""
+    found = match_photos(matcher, queries, batch=batch, threads=threads)
+    return [row for query, matches in found for row in brand_predictions(query, matches)]
 
 
 # -------------------------------------------------------------------------------- scoring
@@ -467,6 +480,35 @@ def _top1_accuracy(best: Mapping[tuple[str, str], float], true_brand: Mapping[st
             top[query_id] = (score, current[1] and right)  # a tie with a wrong brand loses
     correct = sum(1 for _, right in top.values() if right)
     return correct / len(true_brand)
+
+
+def region_accuracy(
+    found: Iterable[tuple[LogoQuery, Sequence[LogoMatch]]],
+) -> dict[str, Any]:
+    """How well reported regions outline the logo: for each positive whose best match is its
+    brand, the intersection over union of that match's region with the pasted logo's quad.
+    Returns ``located`` (such positives), ``median_iou``, ``iou_at_least_0.5`` (share), and
+    the same per ``region_source`` ("keypoints", "outline", "window") in ``by_source``."""
+    ious: dict[str, list[float]] = {}
+    for query, matches in found:
+        if query.brand is None or query.quad is None or not matches:
+            continue
+        best = max(matches, key=lambda m: m.score)
+        if normalise_brand(best.record.brand or best.record.item_id) != normalise_brand(
+            query.brand
+        ):
+            continue
+        ious.setdefault(best.region_source, []).append(quad_iou(best.region, query.quad))
+
+    def summary(values: Sequence[float]) -> dict[str, Any]:
+        return {
+            "located": len(values),
+            "median_iou": float(np.median(values)) if values else None,
+            "iou_at_least_0.5": float(np.mean(np.array(values) >= 0.5)) if values else None,
+        }
+
+    every = [iou for values in ious.values() for iou in values]
+    return {**summary(every), "by_source": {k: summary(v) for k, v in sorted(ious.items())}}
 
 
 def benchmark_summary(benchmark: LogoBenchmark) -> dict[str, Any]:
