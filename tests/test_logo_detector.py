@@ -35,7 +35,7 @@ from lookalike.detect import Detector, Match, Thresholds, load_detector
 from lookalike.index import CatalogIndex, CatalogRecord
 from lookalike.indexing import add_entries, new_index_for
 from lookalike.logos.catalog import LogoCatalog, logo_index_dir
-from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
+from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher, RegionSource
 from lookalike.logos.network import LogoModel, LogoNet
 from lookalike.model import Embedder
 from lookalike.scoring import CSV_COLUMNS, TIMING_COLUMNS, score_images
@@ -106,11 +106,15 @@ def photo_match(score: float, item_id: str = "photo1") -> Match:
 
 
 def logo_match(score: float, item_id: str = "logo1", *, inliers: int = 12) -> LogoMatch:
-    """A verified logo on the box (10, 20)-(110, 60), with two of its keypoint pairs."""
+    """A verified logo on the box (10, 20)-(110, 60), with two of its keypoint pairs (with no
+    inliers: found only, the box is its window)."""
     record = CatalogRecord(item_id, "b" * 64, "acme", "logo", None, "l.png", "2024-01-01")
     region = ((10.0, 20.0), (110.0, 20.0), (110.0, 60.0), (10.0, 60.0))
-    pairs = (((15.0, 25.0), (5.0, 5.0)), ((100.0, 50.0), (230.0, 76.0)))
-    return LogoMatch(record, score, score - 0.02 * inliers, inliers, region, pairs)
+    pairs = (((15.0, 25.0), (5.0, 5.0)), ((100.0, 50.0), (230.0, 76.0))) if inliers else ()
+    source: RegionSource = "keypoints" if inliers else "window"
+    return LogoMatch(
+        record, score, score - 0.02 * inliers, inliers, region, pairs, region_source=source
+    )
 
 
 # -- labels from both searches -------------------------------------------------------------------
@@ -170,6 +174,8 @@ def test_logo_matches_keep_their_evidence(rules: Detector) -> None:
     assert data["basis"] == "logo" and data["label"] == "logo"
     assert data["logos"][0]["region"] == [[10.0, 20.0], [110.0, 20.0], [110.0, 60.0], [10.0, 60.0]]
     assert data["logos"][0]["inliers"] == 12
+    assert data["logos"][0]["region_source"] == "keypoints"
+    assert data["matches"][0]["region_source"] is None
     assert "point_pairs" not in data["logos"][0]
     assert data["matches"][0]["region"] is None and data["matches"][0]["inliers"] is None
     json.dumps(data)  # plain JSON
@@ -431,3 +437,8 @@ def test_evidence_shows_logos_above_the_review_threshold_only(
     panels = verdict_evidence.evidence_panels(rules, verdict)
     assert [(p.label, p.region is not None) for p in panels] == [("logo", True), ("review", True)]
     assert panels[0].point_pairs == verdict.logos[0].point_pairs
+    assert not any("approximate" in line for line in panels[0].details)
+    # a logo found but not traced says its outline is only the window it was found in
+    unconfirmed = rules.verdict_from([photo_match(0.5)], [logo_match(1.5, inliers=0)])
+    (panel,) = verdict_evidence.evidence_panels(rules, unconfirmed)
+    assert "outline approximate: the area it was found in" in panel.details

@@ -60,14 +60,15 @@ class Thresholds:
 @dataclass(frozen=True)
 class Match:
     """A catalogue image the listing photo resembles, or (``kind`` "logo") a catalogue logo
-    it shows: then ``region`` outlines the logo in listing pixels (TL, TR, BR, BL),
-    ``inliers`` counts the keypoints that confirm it (0: none did), ``agreement`` says how
-    well the logo's aligned outline agrees with the photo (0..1) and ``expected_precision``
-    comes from the logo calibration. A whole-photo match that local verification confirmed
-    carries the same evidence: the catalogue photo's corners in listing pixels (None when
-    it fills the whole listing), its keypoint inliers, how well the aligned pictures agree
-    and ``transform`` ("mirrored", "inverted": the listing had to be mirrored or inverted
-    for its keypoints to match); unconfirmed ones carry None."""
+    it shows: then ``region`` outlines the logo in listing pixels (TL, TR, BR, BL), traced by
+    ``region_source`` ("keypoints", "outline" alignment, or "window": only the area the
+    logo was found in), ``inliers`` counts the keypoints that confirm it (0: none did),
+    ``agreement`` says how well the logo's aligned outline agrees with the photo (0..1) and
+    ``expected_precision`` comes from the logo calibration. A whole-photo match that local
+    verification confirmed carries the same evidence: the catalogue photo's corners in
+    listing pixels (None when it fills the whole listing), its keypoint inliers, how well
+    the aligned pictures agree and ``transform`` ("mirrored", "inverted": the listing had
+    to be mirrored or inverted for its keypoints to match); unconfirmed ones carry None."""
 
     item_id: str
     score: float
@@ -83,6 +84,7 @@ class Match:
     # how the listing had to be changed for its keypoints to match: "mirrored", "inverted"
     # (its negative) or None (as it is)
     transform: str | None = None
+    region_source: str | None = None
     # (listing xy, reference xy) keypoint pairs behind ``inliers``, for evidence pictures;
     # left out of to_dict (too bulky for every result row).
     point_pairs: tuple[tuple[Point, Point], ...] = field(default=(), repr=False, compare=False)
@@ -394,6 +396,7 @@ class Detector:
             inliers=found.inliers,
             expected_precision=expected,
             agreement=round(found.agreement, 4),
+            region_source=found.region_source,
             point_pairs=pairs,
         )
 

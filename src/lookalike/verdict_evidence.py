@@ -41,6 +41,8 @@ def _details(match: Match) -> tuple[str, ...]:
         lines.append(f"aligned pictures agree {match.agreement:.0%}")
     if not match.inliers and not match.agreement:
         lines.append("found by its descriptor only (no geometric confirmation)")
+    if match.region_source == "window":
+        lines.append("outline approximate: the area it was found in")
     lines.append(f"catalogue item {match.item_id}")
     return tuple(lines)
 

@@ -51,6 +51,7 @@ def test_a_listing_showing_a_logo_gets_it_with_its_outline(
     assert best["item_id"] == "badge" and best["brand"] == "acme"
     assert best["inliers"] >= 8 or best["agreement"] >= 0.8
     assert corner_error([tuple(p) for p in best["outline"]], box) <= 0.1 * (box[2] - box[0])
+    assert best["outline_from"] in ("keypoints", "outline")
     region = best["region"]
     assert 0 <= region["x"] <= box[0] + 8 and region["x"] + region["width"] <= 400
     if body["basis"] == "logo":

@@ -94,6 +94,12 @@ class LogoOut(BaseModel):
     outline: list[tuple[float, float]] = Field(
         description="The logo's corners in the listing (TL, TR, BR, BL): a perspective view."
     )
+    outline_from: str | None = Field(
+        default=None,
+        description="What traced the outline: `keypoints` (a homography of matched points), "
+        "`outline` (the logo's edges aligned to the photo) or `window` (only the square "
+        "area the logo was found in: approximate).",
+    )
 
 
 class ModelInfo(BaseModel):

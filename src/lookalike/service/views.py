@@ -94,6 +94,7 @@ def _logo_out(match: Match, listing_size: tuple[int, int]) -> schemas.LogoOut:
         agreement=match.agreement or 0.0,
         region=_region(outline_box(outline, listing_size)),
         outline=outline,
+        outline_from=match.region_source,
     )
 
 
