@@ -219,7 +219,9 @@ def test_the_matcher_scores_and_outlines_a_flat_glyph(glyph_catalog: LogoCatalog
     expected = clover_match.descriptor_score + bonus + config.alignment_weight * above_floor
     assert clover_match.score == pytest.approx(expected, abs=1e-5)
     assert quad_error(clover_match.region, truth) <= 0.15 * side(truth)
-    assert clover_match.region_source == ("keypoints" if clover_match.inliers else "outline")
+    # agreement >= 0.8: the aligned outline traces the region unless keypoints are many
+    many = clover_match.inliers >= config.keypoint_region_inliers
+    assert clover_match.region_source == ("keypoints" if many else "outline")
 
 
 def test_alignment_can_be_switched_off(glyph_catalog: LogoCatalog) -> None:

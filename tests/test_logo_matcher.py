@@ -27,8 +27,9 @@ from logo_helpers import (
     paste_logo,
     verify_all,
 )
+from lookalike.logos.alignment import Alignment
 from lookalike.logos.catalog import LogoCatalog
-from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
+from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher, _Candidate
 from lookalike.logos.network import LogoModel, load_logo_model
 from lookalike.logos.windows import WindowGrid
 from lookalike.training.logo_benchmark import LogoQuery, match_queries
@@ -71,7 +72,8 @@ def check_found(
     """``name`` first and verified, its region on ``box``, every other logo unverified."""
     best = matches[0]
     assert best.record.item_id == name, [m.record.item_id for m in matches]
-    assert best.verified and best.inliers >= MIN_INLIERS and best.region_source == "keypoints"
+    assert best.verified and best.inliers >= MIN_INLIERS
+    assert best.region_source in ("keypoints", "outline")
     assert corner_error(best.region, box) <= 0.1 * side_of(box)
     for other in matches[1:]:
         assert other.inliers == 0 and not other.verified, other.record.item_id
@@ -323,3 +325,35 @@ def test_the_alignment_floor_follows_the_model_calibration(catalog: LogoCatalog)
     old = LogoCatalog(LogoModel(catalog.model.network, calibrated), catalog.index)
     assert LogoMatcher(old).config.alignment_floor == 0.0
     assert LogoMatcher(old, LogoMatchConfig()).config.alignment_floor == 0.7  # asked for
+
+
+@pytest.mark.parametrize(
+    ("inliers", "agreement", "source"),
+    [
+        (6, 0.9, "outline"),  # a homography of a few points is looser than the aligned outline
+        (25, 0.9, "keypoints"),  # many points: the homography is the more exact
+        (6, 0.5, "keypoints"),  # a poorly agreeing outline is not used
+        (0, 0.65, "outline"),
+        (0, 0.5, "window"),
+    ],
+)
+def test_the_region_comes_from_the_more_exact_outline(
+    catalog: LogoCatalog,
+    monkeypatch: pytest.MonkeyPatch,
+    inliers: int,
+    agreement: float,
+    source: str,
+) -> None:
+    config = LogoMatchConfig(region_agreement=0.6, keypoint_region_inliers=20)
+    matcher = LogoMatcher(catalog, config)
+    keypoint_quad = ((1.0, 1.0), (9.0, 1.0), (9.0, 9.0), (1.0, 9.0))
+    aligned_quad = ((2.0, 2.0), (8.0, 2.0), (8.0, 8.0), (2.0, 8.0))
+    found = (inliers, keypoint_quad, ()) if inliers else None
+    monkeypatch.setattr(matcher, "_keypoint_match", lambda *_: found)
+    monkeypatch.setattr(matcher, "_aligned", lambda *_: Alignment(agreement, aligned_quad))
+    record = next(iter(catalog.index.records()))
+    candidate = _Candidate(record, 0.5, np.array([0, 0, 10, 10], np.float32))
+    match = matcher._verified(Image.new("RGB", (10, 10)), candidate, {}, None)
+    assert match.region_source == source and match.inliers == inliers
+    expected = {"outline": aligned_quad, "keypoints": keypoint_quad}.get(source)
+    assert match.region == (expected or ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)))

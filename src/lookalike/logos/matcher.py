@@ -70,9 +70,13 @@ class LogoMatchConfig:
     added per unit of outline agreement above ``alignment_floor``, the agreement any logo
     reaches with some area of an unrelated photo (the best logo of a photo without one: median
     0.65; the floor was chosen on the calibration set, where 0.7-0.75 measured best for both
-    logo models); ``region_agreement``: the aligned outline becomes
-    the region from this agreement up (when keypoints found none);
-    ``threads``: photos of a batch verified in parallel."""
+    logo models); ``region_agreement``: from this agreement up, the aligned outline traces
+    the region, unless keypoints confirmed the logo with at least ``keypoint_region_inliers``
+    inliers. Both from the calibration set's right matches: a homography of a few points is
+    loose (5-7 inliers: keypoint outline IoU with the logo 0.69 median, aligned outline 0.95;
+    from 20 inliers keypoints were the more exact), and outlines aligned at an agreement of
+    0.6-0.8 overlapped the logo far better than the window it was found in; ``threads``:
+    photos of a batch verified in parallel."""
 
     grid: WindowGrid = field(default_factory=WindowGrid)
     window_k: int = 3
@@ -87,7 +91,8 @@ class LogoMatchConfig:
     alignment: AlignmentConfig | None = field(default_factory=AlignmentConfig)
     alignment_weight: float = 0.5
     alignment_floor: float = 0.7
-    region_agreement: float = 0.8
+    region_agreement: float = 0.6
+    keypoint_region_inliers: int = 20
     top_k: int = 5
     threads: int = 2
 
@@ -118,10 +123,11 @@ RegionSource = Literal["keypoints", "outline", "window"]
 class LogoMatch:
     """A catalogue logo seen in a listing photo.
 
-    ``region``: the logo's outline in photo pixels (TL, TR, BR, BL), from the homography when
-    ``inliers`` > 0, else from outline alignment when ``agreement`` reaches the config's
-    ``region_agreement``, else the window it was found in (``region_source``: "keypoints",
-    "outline" or "window"); ``agreement``: how well the logo's
+    ``region``: the logo's outline in photo pixels (TL, TR, BR, BL), from outline alignment
+    when ``agreement`` reaches the config's ``region_agreement`` (and keypoints are fewer than
+    its ``keypoint_region_inliers``), else from the keypoints' homography when ``inliers`` >
+    0, else the window it was found in (``region_source``: "outline", "keypoints" or
+    "window"); ``agreement``: how well the logo's
     aligned outline agrees with the photo (0..1, 0 when not aligned); ``point_pairs``: the
     inlier keypoints as (photo xy, xy in the logo's rendering), for evidence images.
     """
@@ -264,13 +270,17 @@ class LogoMatcher:
         keypoints = self._keypoint_match(image, candidate, crops)
         above_chance = max(0.0, aligned.agreement - self.config.alignment_floor)
         score = candidate.score + self.config.alignment_weight * above_chance
+        outline = aligned.quad if aligned.agreement >= self.config.region_agreement else None
+        source: RegionSource
         if keypoints is not None:
             inliers, region, pairs = keypoints
             bonus = self.config.inlier_weight * min(inliers, self.config.max_inlier_bonus)
             score += bonus
-            source: RegionSource = "keypoints"
-        elif aligned.quad is not None and aligned.agreement >= self.config.region_agreement:
-            inliers, region, pairs, source = 0, aligned.quad, (), "outline"
+            source = "keypoints"
+            if outline is not None and inliers < self.config.keypoint_region_inliers:
+                region, source = outline, "outline"
+        elif outline is not None:
+            inliers, region, pairs, source = 0, outline, (), "outline"
         else:
             inliers, region, pairs, source = 0, _box_corners(candidate.box), (), "window"
         return LogoMatch(
