@@ -19,6 +19,8 @@ Regions: for each positive whose best match is the right brand, the intersection
 of the reported region with the pasted logo's outline (median, share >= 0.5; per region
 source: keypoint homography, outline alignment, or the window it was found in).
 
+Top-1 accuracy is also given by logo size (its longer extent over the photo's shorter side).
+
 Speed: photos/s of ``LogoMatcher`` (decode, windows, embedding, FAISS, verification) on
 this machine's cores, once every catalogue logo has been described (``warm_up``: keypoints
 and outline templates, timed apart; a batch job's steady state). The cold first 40 photos,
@@ -51,6 +53,7 @@ from lookalike.training.logo_benchmark import (
     match_photos,
     region_accuracy,
     score_brand_predictions,
+    top1_by_logo_size,
 )
 from lookalike.training.logo_calibrate import calibration_set, shared_logo_catalog
 
@@ -147,6 +150,7 @@ def main() -> None:
     predictions = [row for query, matches in found for row in brand_predictions(query, matches)]
     ours = score_brand_predictions(predictions, bench)
     regions = region_accuracy(found)
+    by_size = top1_by_logo_size(found)
 
     print("\nall queries:")
     print(row("lookalike logo search", ours, speed), flush=True)
@@ -156,11 +160,16 @@ def main() -> None:
             f"brand: median IoU {regions['median_iou']:.3f}, IoU >= 0.5 for "
             f"{regions['iou_at_least_0.5']:.1%}"
         )
+    sizes = ", ".join(
+        f"{bucket}: {v['top1_accuracy']:.3f} (n={v['positives']})" for bucket, v in by_size.items()
+    )
+    print(f"top-1 by logo size (longer extent / photo's shorter side): {sizes}")
     figures: dict[str, object] = {
         "catalogue_logos": len(catalog),
         "queries": len(bench.queries),
         "ours": ours,
         "ours_regions": regions,
+        "ours_top1_by_logo_size": by_size,
         "ours_photos_per_s": speed,
         "ours_cold_photos_per_s": cold_speed,
         "warm_up_s": warm_up_s,

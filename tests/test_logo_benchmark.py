@@ -26,6 +26,7 @@ from lookalike.training.logo_benchmark import (
     build_logo_benchmark,
     region_accuracy,
     score_brand_predictions,
+    top1_by_logo_size,
     training_backgrounds,
     training_logos,
 )
@@ -267,6 +268,36 @@ def test_region_accuracy_measures_the_best_right_match_only() -> None:
     assert result["by_source"]["keypoints"]["median_iou"] == pytest.approx(1.0, abs=0.01)
     assert result["by_source"]["outline"]["located"] == 1
     assert region_accuracy([])["median_iou"] is None
+
+
+def test_top1_by_logo_size_buckets_positives_by_their_logo(tmp_path: Path) -> None:
+    def query(query_id: str, brand: str | None, logo_side: float) -> LogoQuery:
+        path = tmp_path / f"{query_id}.png"
+        Image.new("RGB", (400, 200)).save(path)  # shorter side 200
+        quad = ((0.0, 0.0), (logo_side, 0.0), (logo_side, 10.0), (0.0, 10.0)) if brand else None
+        return LogoQuery(query_id, path, brand and f"x/{brand}", brand, quad)
+
+    def found(brand: str, score: float) -> LogoMatch:
+        record = CatalogRecord(f"x/{brand}", "0" * 64, brand, "logo", None, None, "2026-01-01")
+        square = ((0.0, 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+        return LogoMatch(record, score, score, 0, square)
+
+    small, small2 = query("s1", "Bmw", 20.0), query("s2", "Bmw", 39.0)  # 0.1, 0.195
+    middle, large = query("m", "Audi", 40.0), query("l", "Audi", 150.0)  # 0.2, 0.75
+    result = top1_by_logo_size(
+        [
+            (small, [found("BMW", 0.9), found("Audi", 0.5)]),
+            (small2, [found("Audi", 0.9), found("Bmw", 0.5)]),  # the wrong brand first
+            (middle, [found("audi", 0.7)]),
+            (large, []),  # nothing found
+            (query("n", None, 0.0), [found("Bmw", 0.9)]),  # negatives are not counted
+        ]
+    )
+    assert result == {
+        "0-0.2": {"positives": 2, "top1_accuracy": 0.5},
+        "0.2-0.35": {"positives": 1, "top1_accuracy": 1.0},
+        "0.35-1": {"positives": 1, "top1_accuracy": 0.0},
+    }
 
 
 def test_scoring_rejects_bad_predictions() -> None:

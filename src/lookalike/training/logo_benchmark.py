@@ -64,6 +64,7 @@ __all__ = [
     "match_queries",
     "region_accuracy",
     "score_brand_predictions",
+    "top1_by_logo_size",
     "training_backgrounds",
     "training_logos",
 ]
@@ -509,6 +510,36 @@ def region_accuracy(
 
     every = [iou for values in ious.values() for iou in values]
     return {**summary(every), "by_source": {k: summary(v) for k, v in sorted(ious.items())}}
+
+
+LOGO_SIZE_BUCKETS = ((0.0, 0.2), (0.2, 0.35), (0.35, 1.0))  # ascending; the last takes the rest
+
+
+def top1_by_logo_size(
+    found: Iterable[tuple[LogoQuery, Sequence[LogoMatch]]],
+) -> dict[str, dict[str, float | int]]:
+    """Top-1 accuracy of the positives by the pasted logo's size (its outline's longer extent
+    over the photo's shorter side; buckets :data:`LOGO_SIZE_BUCKETS`): where search fails."""
+    counts = {bucket: [0, 0] for bucket in LOGO_SIZE_BUCKETS}  # positives, right at top 1
+    for query, matches in found:
+        if query.brand is None or query.quad is None:
+            continue
+        with Image.open(query.image) as photo:
+            short = min(photo.size)
+        xs, ys = [p[0] for p in query.quad], [p[1] for p in query.quad]
+        size = max(max(xs) - min(xs), max(ys) - min(ys)) / short
+        bucket = next((b for b in LOGO_SIZE_BUCKETS if size < b[1]), LOGO_SIZE_BUCKETS[-1])
+        best = max(matches, key=lambda m: m.score, default=None)
+        right = best is not None and normalise_brand(
+            best.record.brand or best.record.item_id
+        ) == normalise_brand(query.brand)
+        counts[bucket][0] += 1
+        counts[bucket][1] += int(right)
+    return {
+        f"{low:g}-{high:g}": {"positives": n, "top1_accuracy": right / n}
+        for (low, high), (n, right) in counts.items()
+        if n
+    }
 
 
 def benchmark_summary(benchmark: LogoBenchmark) -> dict[str, Any]:
