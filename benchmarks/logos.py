@@ -6,7 +6,7 @@
 
 ``--dev`` runs on the calibration composites instead (logos held out of training on training
 backgrounds): the set on which matcher settings are chosen, so the benchmark's queries never
-are. ``--candidates`` and ``--alignment-floor`` try matcher settings there.
+are. ``--candidates``, ``--alignment-floor`` and ``--colour-from`` try matcher settings there.
 
 The catalogue holds every shared logo (simple_icons + car_logos, 3,867). Queries are the
 benchmark's composites (``lookalike.training.logo_benchmark``): logos and photos held out of
@@ -117,6 +117,12 @@ def main() -> None:
     defaults = LogoMatchConfig()
     parser.add_argument("--candidates", type=int, default=defaults.candidates)
     parser.add_argument("--alignment-floor", type=float, default=defaults.alignment_floor)
+    parser.add_argument(
+        "--colour-from",
+        type=float,
+        default=defaults.grid.colour_from,
+        help="colour-opponent windows from this window scale up; 0 turns them off",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -132,6 +138,7 @@ def main() -> None:
         candidates=args.candidates,
         alignment_floor=args.alignment_floor,
         alignment=None if args.no_alignment else defaults.alignment,
+        grid=replace(defaults.grid, colour_from=args.colour_from or None),
     )
     matcher = LogoMatcher(catalog, config)
     print("| matcher | brand µAP | recall@P90 | top-1 | speed |\n|---|---|---|---|---|")
@@ -178,6 +185,7 @@ def main() -> None:
         "queries_set": "calibration (dev)" if args.dev else "benchmark",
         "candidates": args.candidates,
         "alignment_floor": args.alignment_floor,
+        "colour_from": args.colour_from or None,
         "threads": args.threads,
     }
     if args.orb_queries > 0:

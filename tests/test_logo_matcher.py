@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -357,3 +358,28 @@ def test_the_region_comes_from_the_more_exact_outline(
     assert match.region_source == source and match.inliers == inliers
     expected = {"outline": aligned_quad, "keypoints": keypoint_quad}.get(source)
     assert match.region == (expected or ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0)))
+
+
+def recoloured(logo: Image.Image, colour: tuple[int, int, int]) -> Image.Image:
+    """``logo``'s shape (its alpha) in one flat colour."""
+    flat = Image.new("RGBA", logo.size, (*colour, 255))
+    flat.putalpha(logo.getchannel("A"))
+    return flat
+
+
+def test_a_logo_differing_from_its_ground_in_hue_only_is_found_in_colour(
+    catalog: LogoCatalog, logos: dict[str, Image.Image]
+) -> None:
+    """Red on a green of the same grey level: grey windows see a flat card; the red-green
+    view sees the logo, and keypoints confirm it there."""
+    photo = Image.new("RGB", (320, 320), (60, 140, 60))
+    shown = recoloured(logos["badge"], (230, 53, 0)).resize((128, 128), Image.Resampling.LANCZOS)
+    photo.paste(shown, (96, 96), shown)
+    box = (96.0, 96.0, 224.0, 224.0)
+    assert np.asarray(photo.convert("L"), int).std() < 3  # nothing to see in grey
+    colour = LogoMatcher(catalog, verify_all()).match(photo)
+    best = colour[0]
+    assert best.record.item_id == "badge" and best.inliers >= MIN_INLIERS
+    assert corner_error(best.region, box) <= 0.1 * side_of(box)
+    grey_only = replace(verify_all(), grid=replace(WHOLE_PHOTO_GRID, colour_from=None))
+    assert all(m.inliers == 0 for m in LogoMatcher(catalog, grey_only).match(photo))

@@ -7,12 +7,15 @@ import pytest
 from PIL import Image, ImageDraw
 
 from lookalike.logos.windows import (
+    GREY_VIEW,
     LOGO_FILL,
+    VIEWS,
     WindowGrid,
     cut_windows,
     grey,
     logo_canvas,
     logo_window,
+    opponent_views,
 )
 
 S = 48  # the logo network's default window side
@@ -44,7 +47,15 @@ def covered(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"scales": ()}, {"scales": (0.0, 0.5)}, {"scales": (1.2,)}, {"stride": 0.0}, {"stride": 1.5}],
+    [
+        {"scales": ()},
+        {"scales": (0.0, 0.5)},
+        {"scales": (1.2,)},
+        {"stride": 0.0},
+        {"stride": 1.5},
+        {"colour_from": 0.0},
+        {"colour_from": 1.5},
+    ],
 )
 def test_bad_grids_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -177,3 +188,62 @@ def test_logo_canvas_of_a_transparent_logo_is_on_white() -> None:
     canvas = np.asarray(logo_canvas(logo, 64))
     assert canvas[32, 32] == 255  # the transparent middle of the frame
     assert canvas.min() < 60
+
+
+# -- colour-opponent views -------------------------------------------------------------------------
+
+
+def isoluminant_photo(size: tuple[int, int] = (400, 200)) -> Image.Image:
+    """A red square on a green card of the same grey level: invisible in grey."""
+    photo = Image.new("RGB", size, (60, 140, 60))  # grey level 0.299*60+0.587*140+0.114*60 = 107
+    ImageDraw.Draw(photo).rectangle((20, 20, 120, 120), fill=(230, 53, 0))  # grey 107 too
+    assert len(set(np.asarray(grey(photo)).ravel().tolist())) <= 3
+    return photo
+
+
+def test_opponent_views_show_what_grey_loses() -> None:
+    red_green, yellow_blue = opponent_views(isoluminant_photo())
+    assert red_green.mode == "L" and yellow_blue.mode == "L"
+    channel = np.asarray(red_green, int)
+    assert channel[70, 70] - channel[150, 300] > 100  # (230-53)/2 against (60-140)/2
+    assert np.asarray(yellow_blue, int)[70, 70] != np.asarray(yellow_blue, int)[150, 300]
+    white = np.asarray(opponent_views(Image.new("RGBA", (4, 4), (0, 0, 0, 0)))[0])
+    assert (white == 128).all()  # transparency is flattened on white: no colour
+
+
+def test_colour_windows_are_cut_at_the_large_scales_of_colour_photos() -> None:
+    photo = isoluminant_photo()
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=0.6)
+    windows = cut_windows(photo, grid, S)
+    assert windows.views is not None and len(windows.views) == len(windows)
+    grey_boxes = windows.boxes[windows.views == GREY_VIEW]
+    assert len(grey_boxes) == 24  # as for any photo of this size
+    for view in (1, 2):
+        boxes = windows.boxes[windows.views == view]
+        assert len(boxes) > 0 and (boxes[:, 2] - boxes[:, 0] > 150).all()  # 200-px windows
+        # each colour window lies where a grey window of its scale lies
+        assert {tuple(b) for b in boxes.tolist()} <= {tuple(b) for b in grey_boxes.tolist()}
+    # the red square shows in the red-green windows over it, not in the grey ones
+    over = (windows.boxes[:, 0] < 20) & (windows.boxes[:, 2] > 120)
+    contrast = windows.pixels.reshape(len(windows), -1).std(axis=1)
+    assert contrast[over & (windows.views == 1)].min() > 20
+    assert contrast[windows.views == GREY_VIEW].max() < 5
+    assert len(VIEWS) == 3
+
+
+@pytest.mark.parametrize(
+    "photo",
+    [
+        Image.new("L", (400, 200), 128),  # stored grey: no colour views
+        smooth_photo((400, 200)),  # RGB with no colour: flat colour windows are dropped
+    ],
+)
+def test_photos_without_colour_get_grey_windows_only(photo: Image.Image) -> None:
+    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0), colour_from=0.3), S)
+    assert windows.views is not None and (windows.views == GREY_VIEW).all()
+    assert len(windows) == 24
+
+
+def test_colour_windows_can_be_switched_off() -> None:
+    windows = cut_windows(isoluminant_photo(), WindowGrid(scales=(0.5, 1.0), colour_from=None), S)
+    assert len(windows) == 24 and windows.view_of(0) == GREY_VIEW

@@ -1,16 +1,19 @@
 """LogoMatcher: which catalogue logos a listing photo shows, where, and how sure we are.
 
 1. The photo is cut into windows on a multi-scale grid (:mod:`.windows`), each embedded by
-   the logo network; FAISS finds the nearest catalogue logos of every window.
+   the logo network; FAISS finds the nearest catalogue logos of every window. The larger
+   windows are also cut from the photo's colour-opponent channels (red-green, yellow-blue),
+   where a logo recoloured to its ground's lightness still shows.
 2. Per logo, its best window is kept; the best-scoring logos are verified geometrically in
-   two complementary ways: SIFT keypoints of the area around the window against the clean
-   logo (both polarities, so a light-on-dark print matches a dark-on-light file), ratio test,
-   RANSAC homography -- strong on detailed logos; and outline alignment (:mod:`.alignment`)
-   -- strong on flat glyphs whose few corners all look alike.
+   two complementary ways, on the view (grey or colour channel) it was found in: SIFT
+   keypoints of the area around the window against the clean logo (both polarities, so a
+   light-on-dark print matches a dark-on-light file), ratio test, RANSAC homography --
+   strong on detailed logos; and outline alignment (:mod:`.alignment`) -- strong on flat
+   glyphs whose few corners all look alike.
 3. The score is the descriptor similarity + ``inlier_weight`` per keypoint inlier +
    ``alignment_weight`` x the outline agreement above ``alignment_floor``. The region is the
-   keypoint homography's outline, else the aligned outline when it agrees well, else the
-   window.
+   aligned outline when it agrees well (unless many keypoints agree), else the keypoint
+   homography's outline, else the window.
 """
 
 from __future__ import annotations
@@ -37,7 +40,7 @@ from .alignment import (
 )
 from .catalog import LogoCatalog, embed_windows
 from .geometry import Point, Quad, plausible_view
-from .windows import WindowGrid, Windows, cut_windows, grey
+from .windows import GREY_VIEW, WindowGrid, Windows, cut_windows, grey, opponent_views
 
 REFERENCE_MIN_SHORT_SIDE = 128
 REFERENCE_MARGIN = 16
@@ -151,6 +154,7 @@ class _Candidate:
     record: CatalogRecord
     score: float
     box: npt.NDArray[np.float32]  # x0, y0, x1, y1 of its best window
+    view: int = GREY_VIEW  # what its best window showed (an index into windows.VIEWS)
 
 
 def _box_corners(box: Sequence[float] | npt.NDArray[np.float32]) -> Quad:
@@ -196,22 +200,23 @@ class LogoMatcher:
         for photo_windows in cut:
             rows = hits[start : start + len(photo_windows)]
             start += len(photo_windows)
-            candidates.append(self._candidates(rows, photo_windows.boxes))
+            candidates.append(self._candidates(rows, photo_windows))
         if self.config.threads > 1 and len(images) > 1:
             # OpenCV releases the GIL: photos of a batch are verified side by side
             with ThreadPoolExecutor(self.config.threads) as pool:
                 return list(pool.map(self._finish, images, candidates))
         return [self._finish(image, found) for image, found in zip(images, candidates, strict=True)]
 
-    def _candidates(self, rows: list[list], boxes: npt.NDArray[np.float32]) -> list[_Candidate]:
+    def _candidates(self, rows: list[list], windows: Windows) -> list[_Candidate]:
         best: dict[str, _Candidate] = {}
-        for row, box in zip(rows, boxes, strict=True):
+        for index, (row, box) in enumerate(zip(rows, windows.boxes, strict=True)):
             for hit in row:
                 if hit.score < self.config.min_score:
                     break
                 kept = best.get(hit.record.item_id)
                 if kept is None or hit.score > kept.score:
-                    best[hit.record.item_id] = _Candidate(hit.record, hit.score, box)
+                    view = windows.view_of(index)
+                    best[hit.record.item_id] = _Candidate(hit.record, hit.score, box, view)
         ranked = sorted(best.values(), key=lambda c: -c.score)
         return ranked[: max(self.config.candidates, self.config.top_k)]
 
@@ -238,13 +243,24 @@ class LogoMatcher:
                 pass
 
     def _finish(self, image: Image.Image, candidates: list[_Candidate]) -> list[LogoMatch]:
+        """Verify the best candidates, each on the view of the photo it was found in (grey,
+        or a colour-opponent channel where the logo differs from its ground in hue only)."""
         matches = []
         crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]] = {}
         alignment = self.config.alignment
-        photo = PhotoGrey.of(image, alignment.max_side) if alignment and candidates else None
+        views: dict[int, tuple[Image.Image, PhotoGrey | None]] = {}
+        opponents: tuple[Image.Image, Image.Image] | None = None
         for rank, candidate in enumerate(candidates):
             if self.config.verify and rank < self.config.candidates:
-                matches.append(self._verified(image, candidate, crops, photo))
+                if candidate.view not in views:
+                    picture = image
+                    if candidate.view != GREY_VIEW:
+                        opponents = opponents or opponent_views(image)
+                        picture = opponents[candidate.view - 1]
+                    photo = PhotoGrey.of(picture, alignment.max_side) if alignment else None
+                    views[candidate.view] = (picture, photo)
+                picture, photo = views[candidate.view]
+                matches.append(self._verified(picture, candidate, crops, photo))
             else:
                 matches.append(self._unverified(candidate))
         matches.sort(key=lambda m: -m.score)
@@ -309,7 +325,7 @@ class LogoMatcher:
         crops: dict[tuple[float, ...], tuple[LocalFeatures, tuple[float, float], float]],
     ) -> tuple[int, Quad, tuple[tuple[Point, Point], ...]] | None:
         """(inliers, region, point pairs) when keypoints confirm the candidate, else None."""
-        key = tuple(float(v) for v in candidate.box)
+        key = (*(float(v) for v in candidate.box), float(candidate.view))
         if key not in crops:  # candidates often share their best window: describe it once
             crop, origin, scale = self._context_crop(image, candidate.box)
             crops[key] = (sift_features(crop), origin, scale)

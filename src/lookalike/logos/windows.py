@@ -22,34 +22,56 @@ LOGO_FILL = 0.75
 MIN_WINDOW = 24  # pixels of the (shrunk) photo
 
 
+# What a window shows: the photo's grey levels, or one of its two colour-opponent channels
+# (a red logo on a green shirt of the same lightness vanishes in grey, not in red-green).
+VIEWS = ("grey", "red-green", "yellow-blue")
+GREY_VIEW = 0
+# A colour window flatter than this (std of grey levels) shows no colour pattern, only
+# chroma noise: it is not searched (a grey photo saved as RGB has only such windows).
+MIN_COLOUR_STD = 4.0
+
+
 @dataclass(frozen=True)
 class WindowGrid:
     """``scales``: window sides as fractions of the photo's shorter side; ``stride``: window
     step as a fraction of the window side; ``max_side``: the photo is first shrunk to this
     longest side (windows are then cut from at most this much detail); ``max_windows``:
-    smaller scales are dropped beyond this many windows (extreme panoramas)."""
+    smaller scales are dropped beyond this many windows (extreme panoramas);
+    ``colour_from``: windows of at least this scale are also cut from the colour-opponent
+    views of a colour photo (None: grey only). Only the larger scales: there are few of them,
+    and on the calibration set colour windows at every scale found the right logo less often
+    than at these alone (too many chance look-alikes in small colour-noise windows)."""
 
     scales: tuple[float, ...] = (0.17, 0.24, 0.34, 0.48, 0.68)
     stride: float = 0.5
     max_side: int = 640
     max_windows: int = 1500
+    colour_from: float | None = 0.3
 
     def __post_init__(self) -> None:
         if not self.scales or min(self.scales) <= 0 or max(self.scales) > 1:
             raise ValueError(f"window scales must be in (0, 1], got {self.scales}")
         if not 0 < self.stride <= 1:
             raise ValueError(f"stride must be in (0, 1], got {self.stride}")
+        if self.colour_from is not None and not 0 < self.colour_from <= 1:
+            raise ValueError(f"colour_from must be in (0, 1] or None, got {self.colour_from}")
 
 
 @dataclass(frozen=True)
 class Windows:
-    """``pixels``: uint8 (n, 1, S, S) grey windows; ``boxes``: where each is in the photo."""
+    """``pixels``: uint8 (n, 1, S, S) windows; ``boxes``: where each is in the photo;
+    ``views``: (n,) which view of the photo each shows (an index into :data:`VIEWS`; None:
+    all grey)."""
 
     pixels: npt.NDArray[np.uint8]
     boxes: Boxes
+    views: npt.NDArray[np.uint8] | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
+
+    def view_of(self, index: int) -> int:
+        return GREY_VIEW if self.views is None else int(self.views[index])
 
 
 def _positions(length: int, window: int, step: float) -> list[int]:
@@ -70,17 +92,47 @@ def grey(image: Image.Image) -> Image.Image:
     return image.convert("L")
 
 
+def has_colour(image: Image.Image) -> bool:
+    """Whether the photo is stored in colour (a grey photo has no colour-opponent views)."""
+    return image.mode not in ("1", "L", "LA", "I", "I;16", "F")
+
+
+def opponent_views(image: Image.Image) -> tuple[Image.Image, Image.Image]:
+    """The red-green ((R - G) / 2) and yellow-blue (((R + G) / 2 - B) / 2) channels of a
+    colour photo as grey images centred on 128 (transparent parts flattened on white)."""
+    flat = image
+    if image.mode in ("RGBA", "LA", "P"):
+        rgba = image.convert("RGBA")
+        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        flat.alpha_composite(rgba)
+    rgb = np.asarray(flat.convert("RGB"), np.int16)
+    red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
+    red_green = (red - green) // 2 + 128
+    yellow_blue = ((red + green) // 2 - blue) // 2 + 128
+    return (
+        Image.fromarray(red_green.astype(np.uint8), "L"),
+        Image.fromarray(yellow_blue.astype(np.uint8), "L"),
+    )
+
+
+def _shrunk(photo: Image.Image, max_side: int) -> Image.Image:
+    if max(photo.size) <= max_side:
+        return photo
+    scale = max_side / max(photo.size)
+    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
+    return photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
 def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
-    """Every window of ``grid`` over ``image``, resized to ``input_size`` pixels."""
+    """Every window of ``grid`` over ``image``, resized to ``input_size`` pixels: grey ones
+    at every scale, and for a colour photo both colour-opponent views' at the scales from
+    ``grid.colour_from`` up."""
     original = grey(image)
-    photo = original
-    if max(photo.size) > grid.max_side:
-        scale = grid.max_side / max(photo.size)
-        size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-        photo = photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
+    photo = _shrunk(original, grid.max_side)
     short = min(photo.size)
     step = grid.stride * input_size
-    plan: list[tuple[int, int, list[int], list[int]]] = []  # level size, window positions
+    # window scale, level size, window positions
+    plan: list[tuple[float, int, int, list[int], list[int]]] = []
     seen: set[int] = set()
     for fraction in sorted(grid.scales):
         # A banner's short side is tiny: never cut windows below MIN_WINDOW pixels (nor the
@@ -94,6 +146,7 @@ def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Window
         height = max(input_size, round(photo.height * factor))
         plan.append(
             (
+                fraction,
                 width,
                 height,
                 _positions(height, input_size, step),
@@ -101,24 +154,48 @@ def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Window
             )
         )
     # beyond max_windows (extreme panoramas), drop the smallest windows first
-    while len(plan) > 1 and sum(len(ts) * len(ls) for _, _, ts, ls in plan) > grid.max_windows:
+    while len(plan) > 1 and sum(len(ts) * len(ls) for *_, ts, ls in plan) > grid.max_windows:
         plan.pop(0)
+    views = [(GREY_VIEW, photo, plan)]
+    colour_plan = [p for p in plan if grid.colour_from is not None and p[0] >= grid.colour_from]
+    if colour_plan and has_colour(image):
+        red_green, yellow_blue = opponent_views(image)
+        views += [
+            (number, _shrunk(channel, grid.max_side), colour_plan)
+            for number, channel in ((1, red_green), (2, yellow_blue))
+        ]
     pixels: list[npt.NDArray[np.uint8]] = []
     boxes: list[tuple[float, float, float, float]] = []
-    for width, height, tops, lefts in plan:
-        level = np.asarray(
-            photo.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0), np.uint8
-        )
-        # per axis, from level pixels to the caller's: absorbs both resizes' rounding
-        to_x, to_y = original.width / width, original.height / height
-        for top in tops:
-            for left in lefts:
-                pixels.append(level[top : top + input_size, left : left + input_size])
-                boxes.append(
-                    (left * to_x, top * to_y, (left + input_size) * to_x, (top + input_size) * to_y)
-                )
+    view_of: list[int] = []
+    for view, picture, levels in views:
+        for _fraction, width, height, tops, lefts in levels:
+            level = np.asarray(
+                picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0),
+                np.uint8,
+            )
+            # per axis, from level pixels to the caller's: absorbs both resizes' rounding
+            to_x, to_y = original.width / width, original.height / height
+            for top in tops:
+                for left in lefts:
+                    cut = level[top : top + input_size, left : left + input_size]
+                    if view != GREY_VIEW and float(cut.std()) < MIN_COLOUR_STD:
+                        continue
+                    pixels.append(cut)
+                    boxes.append(
+                        (
+                            left * to_x,
+                            top * to_y,
+                            (left + input_size) * to_x,
+                            (top + input_size) * to_y,
+                        )
+                    )
+                    view_of.append(view)
     stacked = np.stack(pixels)[:, None, :, :]
-    return Windows(np.ascontiguousarray(stacked), np.asarray(boxes, np.float32))
+    return Windows(
+        np.ascontiguousarray(stacked),
+        np.asarray(boxes, np.float32),
+        np.asarray(view_of, np.uint8),
+    )
 
 
 def logo_canvas(logo: Image.Image, input_size: int, *, fill: float = LOGO_FILL) -> Image.Image:
