@@ -321,10 +321,14 @@ def test_the_alignment_floor_follows_the_model_calibration(catalog: LogoCatalog)
     assert LogoMatchConfig.calibrated_for({}).alignment_floor == LogoMatchConfig().alignment_floor
     calibrated = {"calibration": {}, "thresholds": {"copy": 1.0, "review": 0.8}}
     assert LogoMatchConfig.calibrated_for(calibrated).alignment_floor == 0.0  # before the floor
-    recorded = {**calibrated, "calibrated_on": {"alignment_floor": 0.6}}
+    assert LogoMatchConfig.calibrated_for(calibrated).grid.colour_from is None  # before colour
+    recorded = {**calibrated, "calibrated_on": {"alignment_floor": 0.6, "colour_from": 0.4}}
     assert LogoMatchConfig.calibrated_for(recorded).alignment_floor == 0.6
+    assert LogoMatchConfig.calibrated_for(recorded).grid.colour_from == 0.4
+    assert LogoMatchConfig.calibrated_for({}).grid == LogoMatchConfig().grid
     old = LogoCatalog(LogoModel(catalog.model.network, calibrated), catalog.index)
     assert LogoMatcher(old).config.alignment_floor == 0.0
+    assert LogoMatcher(old).config.grid.colour_from is None
     assert LogoMatcher(old, LogoMatchConfig()).config.alignment_floor == 0.7  # asked for
 
 

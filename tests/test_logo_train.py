@@ -15,10 +15,12 @@ import torch.nn.functional as F
 
 from logo_helpers import draw_logos, one_torch_thread
 from lookalike.data.logos import LogoSpec
+from lookalike.logos.matcher import LogoMatchConfig
 from lookalike.logos.network import LogoNetConfig, load_logo_model
 from lookalike.model.embedder import Precision
+from lookalike.training.calibration import calibrate
 from lookalike.training.logo_benchmark import LogoBenchmark, LogoQuery
-from lookalike.training.logo_calibrate import brand_scores
+from lookalike.training.logo_calibrate import LogoCalibrationResult, brand_scores
 from lookalike.training.logo_train import (
     LogoTrainConfig,
     LogoTrainingData,
@@ -198,3 +200,12 @@ def test_a_time_budget_ends_the_run_annealed_and_stays_spent(
         )
         train_logos(config, data)  # resumed with the budget spent: no step more
     assert load_logo_model(model_path).metadata["steps"] == steps
+
+
+def test_the_calibration_records_the_matcher_settings_its_scores_depend_on() -> None:
+    calibration = calibrate(np.array([0.9, 0.8, 0.7]), np.array([0.3, 0.2, 0.75]))
+    result = LogoCalibrationResult(calibration, {"copy": 0.8, "review": 0.6}, 3, 3, 0.65, 0.4)
+    config = LogoMatchConfig.calibrated_for(result.to_metadata())
+    assert config.alignment_floor == 0.65 and config.grid.colour_from == 0.4
+    grey_only = LogoCalibrationResult(calibration, {"copy": 0.8, "review": 0.6}, 3, 3, 0.7, None)
+    assert LogoMatchConfig.calibrated_for(grey_only.to_metadata()).grid.colour_from is None

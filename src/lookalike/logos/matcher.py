@@ -111,12 +111,15 @@ class LogoMatchConfig:
     def calibrated_for(cls, metadata: Mapping[str, Any]) -> LogoMatchConfig:
         """The default settings, scoring as the logo model's calibration did: its thresholds
         are on the scale of the score they were measured with. The calibration records its
-        ``alignment_floor``; a model calibrated before the floor existed (no record) scored
-        agreement from 0. An uncalibrated model gets the defaults."""
+        ``alignment_floor`` and the grid's ``colour_from``; a model calibrated before either
+        existed (no record) scored agreement from 0, and grey windows only. An uncalibrated
+        model gets the defaults."""
         if "calibration" not in metadata:
             return cls()
         calibrated_on = metadata.get("calibrated_on") or {}
-        return cls(alignment_floor=float(calibrated_on.get("alignment_floor", 0.0)))
+        colour_from = calibrated_on.get("colour_from")
+        grid = WindowGrid(colour_from=None if colour_from is None else float(colour_from))
+        return cls(alignment_floor=float(calibrated_on.get("alignment_floor", 0.0)), grid=grid)
 
 
 RegionSource = Literal["keypoints", "outline", "window"]

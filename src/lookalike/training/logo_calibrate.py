@@ -42,7 +42,9 @@ class LogoCalibrationResult:
     thresholds: dict[str, float]
     positives: int
     negatives: int
-    alignment_floor: float  # the matcher's, which the scores (and thresholds) depend on
+    # the matcher settings the scores (and so the thresholds) depend on
+    alignment_floor: float
+    colour_from: float | None
 
     def to_metadata(self) -> dict[str, Any]:
         return {
@@ -53,6 +55,7 @@ class LogoCalibrationResult:
                 "negatives": self.negatives,
                 "what": "composites of logos held out of training on training backgrounds",
                 "alignment_floor": self.alignment_floor,
+                "colour_from": self.colour_from,
             },
         }
 
@@ -132,6 +135,7 @@ def calibrate_logo_matcher(
         len(positives),
         len(negatives),
         matcher.config.alignment_floor,
+        matcher.config.grid.colour_from,
     )
 
 
