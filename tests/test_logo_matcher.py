@@ -28,11 +28,12 @@ from logo_helpers import (
     paste_logo,
     verify_all,
 )
+from lookalike.index import CatalogRecord, SearchHit
 from lookalike.logos.alignment import Alignment
 from lookalike.logos.catalog import LogoCatalog
 from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher, _Candidate
 from lookalike.logos.network import LogoModel, load_logo_model
-from lookalike.logos.windows import WindowGrid
+from lookalike.logos.windows import WindowGrid, Windows
 from lookalike.training.logo_benchmark import LogoQuery, match_queries
 
 MIN_INLIERS = 8
@@ -288,6 +289,7 @@ def test_grey_and_rgba_photos_are_accepted(
         {"context": 0.5},
         {"alignment_floor": -0.1},
         {"alignment_floor": 1.0},
+        {"colour_candidates": -1},
     ],
 )
 def test_bad_match_configs_are_refused(kwargs: dict[str, object]) -> None:
@@ -387,3 +389,24 @@ def test_a_logo_differing_from_its_ground_in_hue_only_is_found_in_colour(
     assert corner_error(best.region, box) <= 0.1 * side_of(box)
     grey_only = replace(verify_all(), grid=replace(WHOLE_PHOTO_GRID, colour_from=None))
     assert all(m.inliers == 0 for m in LogoMatcher(catalog, grey_only).match(photo))
+
+
+def test_colour_windows_add_candidates_but_never_displace_grey_ones(catalog: LogoCatalog) -> None:
+    def record(number: int) -> CatalogRecord:
+        return CatalogRecord(f"logo{number}", "0" * 64, None, "logo", None, None, "2026-01-01")
+
+    grey_hits = [[SearchHit(record(n), 0.6 - 0.01 * n) for n in range(1, 7)]]
+    colour_hits = [[SearchHit(record(n), s) for n, s in ((7, 0.9), (1, 0.85), (8, 0.8), (9, 0.7))]]
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], np.float32)
+    windows = Windows(np.zeros((2, 1, 48, 48), np.uint8), boxes, np.array([0, 1], np.uint8))
+    config = LogoMatchConfig(window_k=6, candidates=6, colour_candidates=2, top_k=9)
+    found = LogoMatcher(catalog, config)._candidates(grey_hits + colour_hits, windows)
+    shortlisted = [c.record.item_id for c in found if c.shortlisted]
+    # the six of grey, then the two best of colour that grey did not already have
+    assert shortlisted == [f"logo{n}" for n in (1, 2, 3, 4, 5, 6, 7, 8)]
+    by_id = {c.record.item_id: c for c in found}
+    assert by_id["logo1"].view == 1 and by_id["logo1"].score == 0.85  # its best window
+    assert not by_id["logo9"].shortlisted  # reported unverified, if at all
+    grey_only = replace(config, colour_candidates=0)
+    found = LogoMatcher(catalog, grey_only)._candidates(grey_hits + colour_hits, windows)
+    assert [c.record.item_id for c in found if c.shortlisted] == [f"logo{n}" for n in range(1, 7)]

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -64,7 +64,8 @@ def _as_float(features: LocalFeatures) -> LocalFeatures:
 
 @dataclass(frozen=True)
 class LogoMatchConfig:
-    """``window_k``: logos kept per window; ``candidates``: logos verified per photo;
+    """``window_k``: logos kept per window; ``candidates``: logos verified per photo, the
+    best of its grey windows, and ``colour_candidates`` more of its colour windows;
     ``min_score``: descriptor similarity below which a logo is not reported at all;
     ``context``: the verified area is the best window grown by this factor;
     ``region_side``: ... resized to this longest side for keypoints; ``min_inliers``: fewer
@@ -84,6 +85,7 @@ class LogoMatchConfig:
     grid: WindowGrid = field(default_factory=WindowGrid)
     window_k: int = 3
     candidates: int = 6
+    colour_candidates: int = 2
     min_score: float = 0.35
     verify: bool = True
     context: float = 1.5
@@ -102,6 +104,8 @@ class LogoMatchConfig:
     def __post_init__(self) -> None:
         if self.window_k < 1 or self.candidates < 1 or self.top_k < 1:
             raise ValueError("window_k, candidates and top_k must be >= 1")
+        if self.colour_candidates < 0:
+            raise ValueError(f"colour_candidates must be >= 0, got {self.colour_candidates}")
         if self.context < 1.0:
             raise ValueError(f"context must be >= 1, got {self.context}")
         if not 0.0 <= self.alignment_floor < 1.0:
@@ -158,6 +162,7 @@ class _Candidate:
     score: float
     box: npt.NDArray[np.float32]  # x0, y0, x1, y1 of its best window
     view: int = GREY_VIEW  # what its best window showed (an index into windows.VIEWS)
+    shortlisted: bool = False  # to be verified
 
 
 def _box_corners(box: Sequence[float] | npt.NDArray[np.float32]) -> Quad:
@@ -211,17 +216,34 @@ class LogoMatcher:
         return [self._finish(image, found) for image, found in zip(images, candidates, strict=True)]
 
     def _candidates(self, rows: list[list], windows: Windows) -> list[_Candidate]:
+        """Each logo at its best window; shortlisted for verification: the ``candidates`` best
+        logos of the grey windows, and up to ``colour_candidates`` more of the colour windows
+        (colour adds candidates, never displaces grey ones: its chance look-alikes would push
+        out small logos that only grey windows see)."""
         best: dict[str, _Candidate] = {}
+        best_grey: dict[str, float] = {}
+        best_colour: dict[str, float] = {}
         for index, (row, box) in enumerate(zip(rows, windows.boxes, strict=True)):
+            view = windows.view_of(index)
+            by_view = best_grey if view == GREY_VIEW else best_colour
             for hit in row:
                 if hit.score < self.config.min_score:
                     break
-                kept = best.get(hit.record.item_id)
+                item = hit.record.item_id
+                by_view[item] = max(by_view.get(item, hit.score), hit.score)
+                kept = best.get(item)
                 if kept is None or hit.score > kept.score:
-                    view = windows.view_of(index)
-                    best[hit.record.item_id] = _Candidate(hit.record, hit.score, box, view)
-        ranked = sorted(best.values(), key=lambda c: -c.score)
-        return ranked[: max(self.config.candidates, self.config.top_k)]
+                    best[item] = _Candidate(hit.record, hit.score, box, view)
+        shortlist = sorted(best_grey, key=lambda item: -best_grey[item])[: self.config.candidates]
+        in_colour = (item for item in sorted(best_colour, key=lambda i: -best_colour[i]))
+        shortlist += [item for item in in_colour if item not in shortlist][
+            : self.config.colour_candidates
+        ]
+        chosen = [replace(best[item], shortlisted=True) for item in shortlist]
+        rest = sorted(
+            (c for item, c in best.items() if item not in shortlist), key=lambda c: -c.score
+        )
+        return chosen + rest[: max(0, self.config.top_k - len(chosen))]
 
     def warm_up(self, *, progress: bool = False) -> None:
         """Describe every catalogue logo now rather than on first use (a batch job's steady
@@ -253,8 +275,8 @@ class LogoMatcher:
         alignment = self.config.alignment
         views: dict[int, tuple[Image.Image, PhotoGrey | None]] = {}
         opponents: tuple[Image.Image, Image.Image] | None = None
-        for rank, candidate in enumerate(candidates):
-            if self.config.verify and rank < self.config.candidates:
+        for candidate in candidates:
+            if self.config.verify and candidate.shortlisted:
                 if candidate.view not in views:
                     picture = image
                     if candidate.view != GREY_VIEW:
