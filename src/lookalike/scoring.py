@@ -338,6 +338,7 @@ def parquet_schema() -> Any:
             ("expected_precision", pa.float64()),
             ("agreement", pa.float64()),
             ("transform", pa.string()),
+            ("region_source", pa.string()),
         ]
     )
     return pa.schema(
