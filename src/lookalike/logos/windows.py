@@ -15,6 +15,8 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from ..data.sizing import shrink
+
 Boxes = npt.NDArray[np.float32]  # (n, 4): x0, y0, x1, y1 in photo pixels
 # Clean logos are drawn into a square canvas at this fraction of its side, like a logo that
 # fills about three quarters of the window it is found in.
@@ -115,20 +117,12 @@ def opponent_views(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     )
 
 
-def _shrunk(photo: Image.Image, max_side: int) -> Image.Image:
-    if max(photo.size) <= max_side:
-        return photo
-    scale = max_side / max(photo.size)
-    size = (max(1, round(photo.width * scale)), max(1, round(photo.height * scale)))
-    return photo.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-
-
 def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
     """Every window of ``grid`` over ``image``, resized to ``input_size`` pixels: grey ones
     at every scale, and for a colour photo both colour-opponent views' at the scales from
     ``grid.colour_from`` up."""
     original = grey(image)
-    photo = _shrunk(original, grid.max_side)
+    photo = shrink(original, grid.max_side)
     short = min(photo.size)
     step = grid.stride * input_size
     # window scale, level size, window positions
@@ -161,7 +155,7 @@ def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Window
     if colour_plan and has_colour(image):
         red_green, yellow_blue = opponent_views(image)
         views += [
-            (number, _shrunk(channel, grid.max_side), colour_plan)
+            (number, shrink(channel, grid.max_side), colour_plan)
             for number, channel in ((1, red_green), (2, yellow_blue))
         ]
     pixels: list[npt.NDArray[np.uint8]] = []
