@@ -120,8 +120,8 @@ def main() -> None:
     parser.add_argument(
         "--colour-from",
         type=float,
-        default=defaults.grid.colour_from,
-        help="colour-opponent windows from this window scale up; 0 turns them off",
+        default=defaults.grid.colour_from or 0.0,
+        help="colour-opponent windows from this window scale up (e.g. 0.3); 0: grey only",
     )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
