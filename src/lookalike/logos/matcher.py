@@ -1,9 +1,10 @@
 """LogoMatcher: which catalogue logos a listing photo shows, where, and how sure we are.
 
 1. The photo is cut into windows on a multi-scale grid (:mod:`.windows`), each embedded by
-   the logo network; FAISS finds the nearest catalogue logos of every window. The larger
-   windows are also cut from the photo's colour-opponent channels (red-green, yellow-blue),
-   where a logo recoloured to its ground's lightness still shows.
+   the logo network; FAISS finds the nearest catalogue logos of every window. With
+   ``WindowGrid.colour_from`` set (opt-in: slower), the larger windows are also cut from the
+   photo's colour-opponent channels (red-green, yellow-blue), where a logo recoloured to its
+   ground's lightness still shows.
 2. Per logo, its best window is kept; the best-scoring logos are verified geometrically in
    two complementary ways, on the view (grey or colour channel) it was found in: SIFT
    keypoints of the area around the window against the clean logo (both polarities, so a
