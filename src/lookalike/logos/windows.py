@@ -87,14 +87,19 @@ def _positions(length: int, window: int, step: float) -> list[int]:
     return [round(i * (length - window) / (count - 1)) for i in range(count)]
 
 
+def _on_white(image: Image.Image) -> Image.Image:
+    """``image`` with its transparent parts flattened on white (unchanged without alpha)."""
+    if image.mode not in ("RGBA", "LA", "P"):
+        return image
+    rgba = image.convert("RGBA")
+    flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+    flat.alpha_composite(rgba)
+    return flat
+
+
 def grey(image: Image.Image) -> Image.Image:
     """Grey levels of any image; transparent parts are flattened on white."""
-    if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flat.alpha_composite(rgba)
-        image = flat
-    return image.convert("L")
+    return _on_white(image).convert("L")
 
 
 def has_colour(image: Image.Image) -> bool:
@@ -105,12 +110,7 @@ def has_colour(image: Image.Image) -> bool:
 def opponent_views(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     """The red-green ((R - G) / 2) and yellow-blue (((R + G) / 2 - B) / 2) channels of a
     colour photo as grey images centred on 128 (transparent parts flattened on white)."""
-    flat = image
-    if image.mode in ("RGBA", "LA", "P"):
-        rgba = image.convert("RGBA")
-        flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        flat.alpha_composite(rgba)
-    rgb = np.asarray(flat.convert("RGB"), np.int16)
+    rgb = np.asarray(_on_white(image).convert("RGB"), np.int16)
     red, green, blue = rgb[..., 0], rgb[..., 1], rgb[..., 2]
     red_green = (red - green) // 2 + 128
     yellow_blue = ((red + green) // 2 - blue) // 2 + 128
