@@ -236,7 +236,7 @@ class LogoMatcher:
                 if kept is None or hit.score > kept.score:
                     best[item] = _Candidate(hit.record, hit.score, box, view)
         shortlist = sorted(best_grey, key=lambda item: -best_grey[item])[: self.config.candidates]
-        in_colour = (item for item in sorted(best_colour, key=lambda i: -best_colour[i]))
+        in_colour = sorted(best_colour, key=lambda item: -best_colour[item])
         shortlist += [item for item in in_colour if item not in shortlist][
             : self.config.colour_candidates
         ]

@@ -401,9 +401,22 @@ def match_photos(
             yield from zip(chunk, matcher.match_many(images, windows), strict=True)
 
 
+def _predicted_brand(match: LogoMatch) -> str:
+    """The brand a match predicts (a logo without a brand predicts its item id)."""
+    return match.record.brand or match.record.item_id
+
+
 def brand_predictions(query: LogoQuery, matches: Iterable[LogoMatch]) -> list[BrandPrediction]:
-    """A query's matches as brand predictions (a logo without a brand predicts its item id)."""
-    return [(query.query_id, m.record.brand or m.record.item_id, m.score) for m in matches]
+    """A query's matches as brand predictions."""
+    return [(query.query_id, _predicted_brand(m), m.score) for m in matches]
+
+
+def _right_best_match(query: LogoQuery, matches: Sequence[LogoMatch]) -> LogoMatch | None:
+    """The query's best-scored match when it names the query's brand, else None."""
+    best = max(matches, key=lambda m: m.score, default=None)
+    if best is None or query.brand is None:
+        return None
+    return best if normalise_brand(_predicted_brand(best)) == normalise_brand(query.brand) else None
 
 
 def match_queries(
@@ -492,12 +505,8 @@ def region_accuracy(
     the same per ``region_source`` ("keypoints", "outline", "window") in ``by_source``."""
     ious: dict[str, list[float]] = {}
     for query, matches in found:
-        if query.brand is None or query.quad is None or not matches:
-            continue
-        best = max(matches, key=lambda m: m.score)
-        if normalise_brand(best.record.brand or best.record.item_id) != normalise_brand(
-            query.brand
-        ):
+        best = _right_best_match(query, matches)
+        if best is None or query.quad is None:
             continue
         ious.setdefault(best.region_source, []).append(quad_iou(best.region, query.quad))
 
@@ -529,12 +538,8 @@ def top1_by_logo_size(
         xs, ys = [p[0] for p in query.quad], [p[1] for p in query.quad]
         size = max(max(xs) - min(xs), max(ys) - min(ys)) / short
         bucket = next((b for b in LOGO_SIZE_BUCKETS if size < b[1]), LOGO_SIZE_BUCKETS[-1])
-        best = max(matches, key=lambda m: m.score, default=None)
-        right = best is not None and normalise_brand(
-            best.record.brand or best.record.item_id
-        ) == normalise_brand(query.brand)
         counts[bucket][0] += 1
-        counts[bucket][1] += int(right)
+        counts[bucket][1] += int(_right_best_match(query, matches) is not None)
     return {
         f"{low:g}-{high:g}": {"positives": n, "top1_accuracy": right / n}
         for (low, high), (n, right) in counts.items()
