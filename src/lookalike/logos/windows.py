@@ -15,6 +15,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image
 
+from ..data.logos import logo_on_background
 from ..data.sizing import shrink
 
 Boxes = npt.NDArray[np.float32]  # (n, 4): x0, y0, x1, y1 in photo pixels
@@ -89,12 +90,7 @@ def _positions(length: int, window: int, step: float) -> list[int]:
 
 def _on_white(image: Image.Image) -> Image.Image:
     """``image`` with its transparent parts flattened on white (unchanged without alpha)."""
-    if image.mode not in ("RGBA", "LA", "P"):
-        return image
-    rgba = image.convert("RGBA")
-    flat = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-    flat.alpha_composite(rgba)
-    return flat
+    return logo_on_background(image) if image.mode in ("RGBA", "LA", "P") else image
 
 
 def grey(image: Image.Image) -> Image.Image:
