@@ -215,3 +215,32 @@ def test_crash_while_writing_vectors_keeps_previous_index(
 def test_load_of_a_folder_without_index(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no lookalike index"):
         CatalogIndex.load(tmp_path)
+
+
+@pytest.mark.parametrize("factory", ["Flat", "HNSW16"])
+def test_stored_vectors_come_back_by_item_id(factory: str) -> None:
+    index, vectors = filled_index(factory=factory)
+    found = index.vectors(["item3", "item150", "nobody"])
+    assert sorted(found) == ["item150", "item3"]
+    np.testing.assert_allclose(found["item3"], vectors[3], atol=1e-6)
+    index.remove(["item3"])
+    assert "item3" not in index.vectors(["item3"])
+
+
+def test_an_index_that_cannot_give_vectors_back_gives_none() -> None:
+    index = CatalogIndex(MODEL, factory="IVF4,Flat")
+    index.add(Embeddings(unit_vectors(400, seed=3), MODEL), items(400))
+    assert index.vectors(["item1"]) == {}
+
+
+def test_revision_changes_with_every_change_and_between_indexes(tmp_path: Path) -> None:
+    index, _ = filled_index(count=10)
+    before = index.revision
+    index.add(Embeddings(unit_vectors(1, seed=9), MODEL), items(1, start=10))
+    after_add = index.revision
+    index.remove(["nobody"])  # nothing removed: nothing changed
+    assert index.revision == after_add
+    index.remove(["item0"])
+    assert len({before, after_add, index.revision}) == 3
+    index.save(tmp_path / "index")
+    assert CatalogIndex.load(tmp_path / "index").revision != index.revision

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,7 @@ from PIL import Image, ImageOps
 from lookalike.data.synthetic import synthetic_image
 from lookalike.data.tiles import TileConfig
 from lookalike.detect import Detector, load_detector
-from lookalike.index import CatalogItem
+from lookalike.index import CatalogIndex, CatalogItem, CatalogRecord, SearchHit
 from lookalike.indexing import new_index_for
 from lookalike.model import Embedder, create_embedder
 from lookalike.rerank import LocalVerifier, RerankConfig
@@ -276,3 +277,73 @@ def test_small_photos_are_enlarged_for_keypoints() -> None:
     assert as_is.keypoint_image(small).size == (120, 120)
     assert len(enlarged.features(small)) > 3 * len(as_is.features(small))
     assert enlarged.keypoint_image(textured(1).resize((960, 480))).size == (384, 192)
+
+
+def collage_with(picture: Image.Image) -> Image.Image:
+    """``picture`` shrunk into one cell of a 2x2 grid of unrelated textures."""
+    canvas = Image.new("RGB", (640, 640), "white")
+    cells = [picture, textured(101), textured(102), textured(103)]
+    for position, cell in enumerate(cells):
+        canvas.paste(cell.resize((300, 300)), (330 * (position % 2), 330 * (position // 2)))
+    return canvas
+
+
+def test_keypoint_voting_brings_in_the_photo_the_shortlist_missed(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    _, folder = catalogue
+    index = CatalogIndex.load(folder / "index")
+    wrong = SearchHit(_record(index, "item0"), 0.5)
+
+    def hits_for(item_ids: Sequence[str]) -> list[SearchHit]:
+        return [SearchHit(_record(index, item_id), 0.1) for item_id in item_ids]
+
+    verifier = LocalVerifier(RerankConfig(shortlist=1, vote=3))
+    verifier.sync_keypoints(index)
+    query = collage_with(textured(5))
+    found = verifier.rerank(query, [wrong], hits_for=hits_for)
+    assert found[0].hit.record.item_id == "item5" and found[0].inliers >= 20
+    assert found[0].score > 0.1 + 0.5  # the descriptor score it was given, plus the bonus
+    assert len(found) <= 4  # the shortlist and at most three voted photos
+    # without a way to score them, or with voting off, nothing is added
+    assert [v.hit.record.item_id for v in verifier.rerank(query, [wrong])] == ["item0"]
+    silent = LocalVerifier(RerankConfig(shortlist=1, vote=0))
+    silent.sync_keypoints(index)
+    assert len(silent.rerank(query, [wrong], hits_for=hits_for)) == 1
+
+
+def test_the_listing_negative_votes_for_a_photo_printed_inverted(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    _, folder = catalogue
+    index = CatalogIndex.load(folder / "index")
+    verifier = LocalVerifier(RerankConfig(shortlist=1, vote=3))
+    verifier.sync_keypoints(index)
+    query = collage_with(ImageOps.invert(textured(6)))
+    found = verifier.rerank(
+        query,
+        [SearchHit(_record(index, "item0"), 0.5)],
+        invert=frozenset(),  # the negative tile found nothing: only voted photos are retried
+        hits_for=lambda ids: [SearchHit(_record(index, item_id), 0.1) for item_id in ids],
+    )
+    assert found[0].hit.record.item_id == "item6" and found[0].inverted
+
+
+def test_the_detector_scores_voted_photos_and_forgets_removed_ones(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    embedder, folder = catalogue
+    index = CatalogIndex.load(folder / "index")
+    config = RerankConfig(shortlist=1, vote=3)
+    detector = Detector(embedder, index, verifier=LocalVerifier(config), top_k=3)
+    query = collage_with(textured(5))
+    best = detector.check(query).best
+    assert best is not None and best.item_id == "item5" and (best.inliers or 0) >= 20
+    index.remove(["item5"])
+    assert all(match.item_id != "item5" for match in detector.check(query).matches)
+
+
+def _record(index: CatalogIndex, item_id: str) -> CatalogRecord:
+    record = index.get(item_id)
+    assert record is not None
+    return record

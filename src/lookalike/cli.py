@@ -413,7 +413,9 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
     from .training.calibrate_model import calibrate_model
 
     rerank = RerankConfig(
-        shortlist=args.shortlist, band=tuple(args.verify_band) if args.verify_band else None
+        shortlist=args.shortlist,
+        band=tuple(args.verify_band) if args.verify_band else None,
+        **({} if args.vote is None else {"vote": args.vote}),
     )
     added = calibrate_model(
         args.checkpoint,
@@ -752,6 +754,13 @@ def build_parser() -> argparse.ArgumentParser:
     cal.add_argument("--out", required=True, help="calibrated checkpoint to write")
     cal.add_argument("--work", default="runs/calibration", help="scratch folder")
     cal.add_argument("--shortlist", type=int, default=30, help="candidates verified per query")
+    cal.add_argument(
+        "--vote",
+        type=int,
+        default=None,
+        help="catalogue photos sharing the most keypoints with a listing that join its "
+        "shortlist (default: re-ranking's default, 3; 0: none)",
+    )
     cal.add_argument(
         "--queries-per-kind",
         type=int,

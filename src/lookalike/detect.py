@@ -21,7 +21,7 @@ from .logos.catalog import LogoCatalog, has_logo_index, logo_index_dir
 from .logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
-from .rerank import LocalVerifier, RerankConfig, VerifiedHit
+from .rerank import HitsFor, LocalVerifier, RerankConfig, VerifiedHit
 from .training.calibration import Calibration
 
 Label = Literal["copy", "logo", "review", "clear"]
@@ -210,6 +210,13 @@ class Detector:
             tiles=self.tiles,
         )
 
+    def warm_up(self) -> None:
+        """Do now the one-time work the first check would: describe the catalogue photos'
+        keypoints for keypoint voting (a few seconds per thousand photos). Later additions
+        are described by the check after them."""
+        if self.verifier is not None:
+            self.verifier.sync_keypoints(self.index)
+
     def prepare(self, source: ImageSource) -> PreparedImage:
         """Decode (safely) and preprocess one photo; raises ImageDecodeError on bad input.
         Thread-safe: batch jobs call it from their decoding threads."""
@@ -290,7 +297,7 @@ class Detector:
         k = self._search_depth(top_k)
         rows = self.index.search(Embeddings(whole, self.embedder.fingerprint), k)
         if tiles is None or self.tiles is None:
-            return self._verdicts(rows, top_k, originals, scales)
+            return self._verdicts(rows, top_k, originals, scales, vectors=whole[:, None])
         flat = np.concatenate(list(tiles)) if len(tiles) else whole[:0]
         tile_rows = self.index.search(Embeddings(flat, self.embedder.fingerprint), k)
         merged, negatives, start = [], [], 0
@@ -301,7 +308,11 @@ class Detector:
             # the negative is the last tile: its finds alone are worth an inverted retry
             found = parts[-1] if self.tiles.negative else []
             negatives.append(frozenset(hit.record.item_id for hit in found))
-        return self._verdicts(merged, top_k, originals, scales, negatives)
+        vectors = [
+            np.concatenate([one[None], photo_tiles])
+            for one, photo_tiles in zip(whole, tiles, strict=True)
+        ]
+        return self._verdicts(merged, top_k, originals, scales, negatives, vectors)
 
     def check_pixels(
         self,
@@ -324,7 +335,7 @@ class Detector:
         originals: Sequence[Image.Image | None] | None = None,
     ) -> list[Verdict]:
         rows = self.index.search(embeddings, self._search_depth(top_k))
-        return self._verdicts(rows, top_k, originals)
+        return self._verdicts(rows, top_k, originals, vectors=embeddings.vectors[:, None])
 
     def _search_depth(self, top_k: int | None) -> int:
         shortlist = self.verifier.config.shortlist if self.verifier else 0
@@ -337,22 +348,53 @@ class Detector:
         originals: Sequence[Image.Image | None] | None,
         scales: Sequence[float] | None = None,
         negatives: Sequence[frozenset[str]] | None = None,
+        vectors: Sequence[np.ndarray] | np.ndarray | None = None,
     ) -> list[Verdict]:
         """``scales``: listing pixels per pixel of each original (a kept, shrunk copy), for
         the evidence of verified matches; ``negatives``: per photo, the item ids its
-        negative tile found (the only ones retried inverted; None: any)."""
+        negative tile found (the only ones retried inverted; None: any); ``vectors``: per
+        photo, its descriptor then its tiles' ((1 + T, D)), to score the candidates keypoint
+        voting adds."""
         top_k = top_k or self.top_k
         verdicts, verifier = [], self.verifier
+        if verifier is not None and vectors is not None:
+            verifier.sync_keypoints(self.index)
         for position, hits in enumerate(rows):
             original = originals[position] if originals is not None else None
             if verifier and original is not None and hits and verifier.wants(hits[0].score):
                 scale = scales[position] if scales is not None else 1.0
                 invert = negatives[position] if negatives is not None else None
-                verified = verifier.rerank(original, hits, invert=invert)[:top_k]
-                verdicts.append(self.verdict_from([_verified_match(v, scale) for v in verified]))
+                hits_for = self._hits_for(vectors[position]) if vectors is not None else None
+                verified = verifier.rerank(original, hits, invert=invert, hits_for=hits_for)
+                matches = [_verified_match(v, scale) for v in verified[:top_k]]
+                verdicts.append(self.verdict_from(matches))
             else:
                 verdicts.append(self.verdict(hits[:top_k]))
         return verdicts
+
+    def _hits_for(self, vectors: np.ndarray) -> HitsFor:
+        """Scores catalogue items as the tile search would have: the best similarity to the
+        photo (``vectors[0]``) or, lowered by the penalty, to one of its tiles. An index
+        type that cannot give its vectors back (IVF) scores them 0."""
+        penalty = self.tiles.penalty if self.tiles is not None else 0.0
+
+        def hits_for(item_ids: Sequence[str]) -> list[SearchHit]:
+            stored = self.index.vectors(item_ids)
+            hits = []
+            for item_id in item_ids:
+                record = self.index.get(item_id)
+                if record is None:  # removed since the keypoints were indexed
+                    continue
+                score = 0.0
+                if item_id in stored:
+                    similarity = vectors @ stored[item_id]
+                    score = float(similarity[0])
+                    if len(similarity) > 1:
+                        score = max(score, float(similarity[1:].max()) - penalty)
+                hits.append(SearchHit(record, score))
+            return hits
+
+        return hits_for
 
     def verdict(self, hits: Sequence[SearchHit]) -> Verdict:
         return self.verdict_from(tuple(Match.from_hit(hit) for hit in hits))

@@ -29,7 +29,8 @@ from PIL import Image, ImageOps
 
 from .data.decode import ImageDecodeError, decode_image
 from .data.sizing import fit, shrink
-from .index import CatalogRecord, SearchHit
+from .index import CatalogIndex, CatalogRecord, SearchHit
+from .keypoint_index import KeypointIndex
 from .logos.geometry import Point, box_corners, covers, plausible_view, project
 from .verify import (
     LocalFeatures,
@@ -52,7 +53,10 @@ class RerankConfig:
     comparison, the bonus counts inliers alone. Settings stored before ``upscale`` and
     ``agreement_side`` existed load with them off, as they were calibrated.
     ``invert_retry``: a candidate neither the listing nor its mirror image confirms is
-    tried against the listing's negative (off in settings stored before it existed)."""
+    tried against the listing's negative (off in settings stored before it existed).
+    ``vote``: this many catalogue photos that share the most keypoints with the listing
+    (:mod:`lookalike.keypoint_index`) join the shortlist (0, as in settings stored before it
+    existed: none); needs :meth:`LocalVerifier.sync_keypoints`."""
 
     shortlist: int = 30
     band: tuple[float, float] | None = None
@@ -66,6 +70,7 @@ class RerankConfig:
     upscale: bool = True
     agreement_side: int | None = 256
     cache_size: int = 20_000
+    vote: int = 3
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -78,6 +83,7 @@ class RerankConfig:
         values.setdefault("upscale", False)
         values.setdefault("agreement_side", None)
         values.setdefault("invert_retry", False)
+        values.setdefault("vote", 0)
         if values.get("band") is not None:
             values["band"] = (float(values["band"][0]), float(values["band"][1]))
         return cls(**values)
@@ -133,6 +139,9 @@ class QueryView:
 
 
 ReferenceLoader = Callable[[CatalogRecord], Image.Image]
+# Descriptor-scored search hits for catalogue item ids (missing items left out): how the
+# caller scores the candidates keypoint voting adds to a shortlist.
+HitsFor = Callable[[Sequence[str]], list[SearchHit]]
 
 
 def load_reference_image(record: CatalogRecord) -> Image.Image:
@@ -153,6 +162,10 @@ class LocalVerifier:
         self._load_reference = reference_loader
         self._cache: OrderedDict[str, ReferenceView] = OrderedDict()
         self._lock = threading.Lock()
+        self._keypoints = KeypointIndex()
+        self._keypoints_revision: tuple[int, int] | None = None
+        self._indexed_files: dict[str, str] = {}  # item id -> sha256 in the keypoint index
+        self._sync_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
         """Pickles with its settings only: each process builds its own feature cache."""
@@ -200,17 +213,47 @@ class LocalVerifier:
                 self._cache.popitem(last=False)
         return view
 
+    def sync_keypoints(self, index: CatalogIndex) -> None:
+        """Bring the keypoint index (for ``vote``) up to date with ``index``: the catalogue
+        photos added since the last call are described (and cached) now; another index, or
+        an item id whose file changed, starts it afresh. Removed photos need no update: the
+        caller's ``hits_for`` leaves them out."""
+        if self.config.vote < 1 or self._keypoints_revision == index.revision:
+            return
+        with self._sync_lock:
+            revision = index.revision
+            if self._keypoints_revision == revision:
+                return
+            records = index.records()
+            same_index = self._keypoints_revision is not None and (
+                self._keypoints_revision[0] == revision[0]
+            )
+            if not same_index or any(
+                self._indexed_files.get(record.item_id, record.sha256) != record.sha256
+                for record in records
+            ):
+                self._keypoints, self._indexed_files = KeypointIndex(), {}
+            for record in records:
+                if record.item_id not in self._indexed_files:
+                    view = self.reference_view(record)
+                    self._keypoints.add(record.item_id, view.features.descriptors)
+                    self._indexed_files[record.item_id] = record.sha256
+            self._keypoints_revision = revision
+
     def rerank(
         self,
         query: Image.Image,
         hits: Sequence[SearchHit],
         *,
         invert: Container[str] | None = None,
+        hits_for: HitsFor | None = None,
     ) -> list[VerifiedHit]:
         """Fused scores for the first ``shortlist`` hits (the rest keep their descriptor
         score), best first. ``invert``: the item ids worth the inverted retry (those the
         listing's negative tile found: the retry costs a third matching per candidate);
-        None: any candidate."""
+        None: any candidate. ``hits_for``: with it, the ``vote`` best-voted catalogue photos
+        (of those :meth:`sync_keypoints` indexed) that the shortlist lacks are verified too,
+        scored by it."""
         config = self.config
         shortlist = list(hits[: config.shortlist])
         sized = self.keypoint_image(query)
@@ -219,19 +262,32 @@ class LocalVerifier:
         if config.mirror_retry:
             mirrored = ImageOps.mirror(sized)
             views.append(QueryView(True, self.features(mirrored), self.grey(mirrored)))
+        rest = list(hits[config.shortlist :])
+        voting = hits_for is not None and config.vote > 0
         retried = [
             config.invert_retry and (invert is None or hit.record.item_id in invert)
             for hit in shortlist
         ]
         negative = None
-        if any(retried):
+        if config.invert_retry and (voting or any(retried)):
             inverted = ImageOps.invert(sized.convert("L"))
             negative = QueryView(False, self.features(inverted), grey, inverted=True)
+        if voting and hits_for is not None:
+            voters = [view.features.descriptors for view in views]
+            if negative is not None:  # a photo printed inverted keeps no keypoint otherwise
+                voters.append(negative.features.descriptors)
+            listed = {hit.record.item_id for hit in shortlist}
+            voted = self._keypoints.vote(voters, config.vote, exclude=listed)
+            added = hits_for([key for key, _ in voted])
+            shortlist += added
+            retried += [config.invert_retry] * len(added)
+            listed.update(hit.record.item_id for hit in added)
+            rest = [hit for hit in rest if hit.record.item_id not in listed]
         results = [
             self._verify(hit, views, negative if retry else None, query.size)
             for hit, retry in zip(shortlist, retried, strict=True)
         ]
-        results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in hits[config.shortlist :]]
+        results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in rest]
         return sorted(results, key=lambda verified: verified.score, reverse=True)
 
     def _verify(

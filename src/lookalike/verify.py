@@ -183,7 +183,7 @@ def _ratio_matches(
         return _opencv_ratio_matches(query, reference, ratio)
     import faiss
 
-    with _one_openmp_thread(faiss):
+    with one_openmp_thread(faiss):
         index = faiss.IndexBinaryFlat(reference.descriptors.shape[1] * 8)
         index.add(np.ascontiguousarray(reference.descriptors))
         distances, neighbours = index.search(np.ascontiguousarray(query.descriptors), 2)
@@ -226,7 +226,7 @@ def _opencv_ratio_matches(
 
 
 @contextmanager
-def _one_openmp_thread(faiss: Any) -> Iterator[None]:
+def one_openmp_thread(faiss: Any) -> Iterator[None]:
     """FAISS on one thread for the duration. With spinning OpenMP threads two would halve
     this search, but the CLI sets ``OMP_WAIT_POLICY=PASSIVE`` (so idle threads do not spin
     against the model), and waking the sleeping pool then costs ~2 ms a call: more than the

@@ -8,6 +8,7 @@ leaves the previous snapshot loadable.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import shutil
@@ -28,6 +29,7 @@ from .records import AddReport, CatalogItem, CatalogRecord, SearchHit
 INDEX_FORMAT = "lookalike.index"
 INDEX_VERSION = 1
 DEFAULT_FACTORY = "Flat"
+_INSTANCES = itertools.count()  # tells index objects apart in ``revision``
 CURRENT_FILE = "CURRENT"
 SNAPSHOT_PREFIX = "snapshot-"
 
@@ -82,6 +84,8 @@ class CatalogIndex:
         self._db = sqlite3.connect(":memory:", check_same_thread=False)
         self._db.executescript(_SCHEMA)
         self._lock = threading.RLock()
+        self._instance = next(_INSTANCES)
+        self._changes = 0
 
     # -- queries -------------------------------------------------------------------------
 
@@ -95,6 +99,28 @@ class CatalogIndex:
                 f"SELECT {_RECORD_COLUMNS} FROM items WHERE item_id = ?", (item_id,)
             ).fetchone()
         return CatalogRecord(*row) if row else None
+
+    @property
+    def revision(self) -> tuple[int, int]:
+        """Changes whenever items are added or removed (and differs between index objects):
+        what caches derived from the catalogue compare to know they are stale."""
+        return (self._instance, self._changes)
+
+    def vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
+        """The stored vectors of these items, by item id. Items not in the catalogue are left
+        out, and so are all items of index types that cannot give a vector back (IVF)."""
+        with self._lock:
+            found: dict[str, np.ndarray] = {}
+            for item_id in item_ids:
+                row = self._db.execute("SELECT vid FROM items WHERE item_id = ?", (item_id,))
+                hit = row.fetchone()
+                if hit is None:
+                    continue
+                try:
+                    found[item_id] = np.asarray(self._faiss.reconstruct(int(hit[0])), np.float32)
+                except RuntimeError:
+                    return {}
+            return found
 
     def find_sha256(self, sha256: str) -> str | None:
         """The item id already holding a file with these bytes, if any."""
@@ -225,6 +251,7 @@ class CatalogIndex:
                         [(items[r].item_id, attachments[r]) for r in keep],
                     )
             self._faiss.add_with_ids(vectors, vids)
+            self._changes += 1
             report.added.extend(items[r].item_id for r in keep)
         return report
 
@@ -254,6 +281,7 @@ class CatalogIndex:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO tombstones VALUES (?)", [(v,) for v in tombstoned]
                 )
+            self._changes += 1
             return [item_id for _, item_id in found]
 
     # -- persistence ---------------------------------------------------------------------

@@ -63,7 +63,7 @@ def load_service_detector(settings: Settings, embedder: Embedder | None) -> Dete
         if not settings.create_index:
             raise
         _create_empty_index(settings, embedder, threads)
-    return load_detector(
+    detector = load_detector(
         settings.index_dir,
         model=embedder if embedder is not None else settings.model,
         thresholds=_thresholds(settings),
@@ -75,6 +75,8 @@ def load_service_detector(settings: Settings, embedder: Embedder | None) -> Dete
         # calibration; False: descriptor only. Logo search runs when the index has logos.
         verify=None if settings.verify else False,
     )
+    detector.warm_up()  # before the service reports ready, not on the first request
+    return detector
 
 
 def _thresholds(settings: Settings) -> Thresholds | None:
