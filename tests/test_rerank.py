@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image, ImageOps
+from PIL import Image, ImageFilter, ImageOps
 
 from lookalike.data.synthetic import synthetic_image
 from lookalike.data.tiles import TileConfig
@@ -347,3 +347,28 @@ def _record(index: CatalogIndex, item_id: str) -> CatalogRecord:
     record = index.get(item_id)
     assert record is not None
     return record
+
+
+def test_a_blurred_copy_orb_cannot_confirm_is_confirmed_by_sift(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    _, folder = catalogue
+    index = CatalogIndex.load(folder / "index")
+    blurred = textured(4).resize((224, 224)).filter(ImageFilter.GaussianBlur(3))
+    hits = [SearchHit(_record(index, "item1"), 0.35), SearchHit(_record(index, "item4"), 0.3)]
+    plain = LocalVerifier(RerankConfig(blur_retry=None)).rerank(blurred, hits)
+    assert all(result.inliers == 0 for result in plain)  # ORB finds no corners in it
+    found = LocalVerifier(RerankConfig(blur_retry=20.0)).rerank(blurred, hits)
+    assert found[0].hit.record.item_id == "item4" and found[0].inliers >= 8
+    assert found[0].score > 0.3 + 0.2 and found[1].inliers == 0
+    # a listing sharper than the setting (its Laplacian varies by ~3) is not retried
+    stricter = LocalVerifier(RerankConfig(blur_retry=2.0)).rerank(blurred, hits)
+    assert all(result.inliers == 0 for result in stricter)
+
+
+def test_settings_stored_before_voting_and_the_blur_retry_keep_them_off() -> None:
+    stored = RerankConfig().to_dict()
+    for key in ("vote", "blur_retry"):
+        del stored[key]
+    restored = RerankConfig.from_dict(stored)
+    assert restored.vote == 0 and restored.blur_retry is None

@@ -44,7 +44,7 @@ class KeypointIndex:
         neighbours: int = 5,
         max_distance: int = 50,
         flat_below: int = 50_000,
-        probes: int = 16,
+        probes: int = 8,
     ) -> None:
         if neighbours < 1 or probes < 1 or flat_below < 1:
             raise ValueError("neighbours, probes and flat_below must be >= 1")

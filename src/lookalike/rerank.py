@@ -36,8 +36,10 @@ from .verify import (
     LocalFeatures,
     Verification,
     gradient_agreement,
+    laplacian_variance,
     match_and_verify,
     orb_features,
+    sift_features,
 )
 
 
@@ -56,7 +58,11 @@ class RerankConfig:
     tried against the listing's negative (off in settings stored before it existed).
     ``vote``: this many catalogue photos that share the most keypoints with the listing
     (:mod:`lookalike.keypoint_index`) join the shortlist (0, as in settings stored before it
-    existed: none); needs :meth:`LocalVerifier.sync_keypoints`."""
+    existed: none); needs :meth:`LocalVerifier.sync_keypoints`. ``blur_retry``: when no
+    candidate is confirmed and the listing is this blurred or more (variance of its
+    Laplacian at ``agreement_side`` below this), the ``blur_candidates`` best are matched
+    again by SIFT at ``blur_side`` px, which finds corners where ORB's FAST finds none
+    (None, as in settings stored before it existed: never)."""
 
     shortlist: int = 30
     band: tuple[float, float] | None = None
@@ -71,6 +77,9 @@ class RerankConfig:
     agreement_side: int | None = 256
     cache_size: int = 20_000
     vote: int = 3
+    blur_retry: float | None = 20.0
+    blur_candidates: int = 5
+    blur_side: int = 224
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -84,6 +93,7 @@ class RerankConfig:
         values.setdefault("agreement_side", None)
         values.setdefault("invert_retry", False)
         values.setdefault("vote", 0)
+        values.setdefault("blur_retry", None)
         if values.get("band") is not None:
             values["band"] = (float(values["band"][0]), float(values["band"][1]))
         return cls(**values)
@@ -162,6 +172,7 @@ class LocalVerifier:
         self._load_reference = reference_loader
         self._cache: OrderedDict[str, ReferenceView] = OrderedDict()
         self._lock = threading.Lock()
+        self._sift_cache: OrderedDict[str, ReferenceView] = OrderedDict()
         self._keypoints = KeypointIndex()
         self._keypoints_revision: tuple[int, int] | None = None
         self._indexed_files: dict[str, str] = {}  # item id -> sha256 in the keypoint index
@@ -287,8 +298,56 @@ class LocalVerifier:
             self._verify(hit, views, negative if retry else None, query.size)
             for hit, retry in zip(shortlist, retried, strict=True)
         ]
+        if self._blurred(sized, grey) and not any(result.inliers for result in results):
+            results = self._blur_retry(query, results)
         results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in rest]
         return sorted(results, key=lambda verified: verified.score, reverse=True)
+
+    def _blurred(self, sized: Image.Image, grey: Grey | None) -> bool:
+        """Is the listing blurred past ``blur_retry``? (Sharpness is measured on the grey
+        levels the agreement uses, or on the same size of copy when it is off.)"""
+        threshold = self.config.blur_retry
+        if threshold is None:
+            return False
+        if grey is None:
+            grey = np.asarray(shrink(sized, 256).convert("L"), dtype=np.uint8)
+        return laplacian_variance(grey) < threshold
+
+    def _blur_retry(self, query: Image.Image, results: list[VerifiedHit]) -> list[VerifiedHit]:
+        """``results`` with the best ``blur_candidates`` (by descriptor score) matched again
+        by SIFT, straight and mirrored: nothing was confirmed by ORB."""
+        config = self.config
+        small = shrink(query, config.blur_side)
+        mirrored = ImageOps.mirror(small)
+        views = [
+            QueryView(False, sift_features(small), self.grey(small)),
+            QueryView(True, sift_features(mirrored), self.grey(mirrored)),
+        ]
+        ranked = sorted(results, key=lambda result: result.hit.score, reverse=True)
+        retried = [
+            self._verify(result.hit, views, None, query.size, self._sift_view(result.hit.record))
+            for result in ranked[: config.blur_candidates]
+        ]
+        return retried + ranked[config.blur_candidates :]
+
+    def _sift_view(self, record: CatalogRecord) -> ReferenceView:
+        """A catalogue photo's SIFT keypoints at ``blur_side`` (cached like the ORB ones)."""
+        key = record.sha256
+        with self._lock:
+            if key in self._sift_cache:
+                self._sift_cache.move_to_end(key)
+                return self._sift_cache[key]
+        try:
+            source = self._load_reference(record)
+            small = shrink(source, self.config.blur_side)
+            view = ReferenceView(sift_features(small), self.grey(small), source.size)
+        except (ImageDecodeError, OSError):
+            view = ReferenceView(LocalFeatures.empty((0, 0)), None)
+        with self._lock:
+            self._sift_cache[key] = view
+            while len(self._sift_cache) > self.config.cache_size:
+                self._sift_cache.popitem(last=False)
+        return view
 
     def _verify(
         self,
@@ -296,8 +355,12 @@ class LocalVerifier:
         views: list[QueryView],
         negative: QueryView | None,
         query_size: tuple[int, int],
+        reference: ReferenceView | None = None,
     ) -> VerifiedHit:
-        reference = self.reference_view(hit.record)
+        """``reference``: the catalogue photo's view to match ``views`` with (default: its
+        ORB keypoints)."""
+        if reference is None:
+            reference = self.reference_view(hit.record)
         # Fewer than min_inliers count as none, so RANSAC is skipped where they are all
         # that the ratio test leaves (most wrong candidates): the answer is the same.
         fewest = self.config.min_inliers

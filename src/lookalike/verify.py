@@ -319,6 +319,14 @@ def gradient_agreement(
     return max(0.0, correlation)
 
 
+def laplacian_variance(grey: npt.NDArray[np.uint8]) -> float:
+    """How sharp a grey picture is: the variance of its Laplacian (a sharp photo gives
+    hundreds or more; a blurred one, whose edges are ramps, units to tens)."""
+    import cv2
+
+    return float(cv2.Laplacian(grey.astype(np.float32), cv2.CV_32F).var())
+
+
 def _gradient_magnitude(grey: npt.NDArray[np.float32]) -> npt.NDArray[np.float32]:
     import cv2
 
