@@ -17,9 +17,11 @@ from the catalogue files on first use and kept in a bounded cache.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Container, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -244,9 +246,10 @@ class LocalVerifier:
                 for record in records
             ):
                 self._keypoints, self._indexed_files = KeypointIndex(), {}
-            for record in records:
-                if record.item_id not in self._indexed_files:
-                    view = self.reference_view(record)
+            new = [record for record in records if record.item_id not in self._indexed_files]
+            # decoding, resizing and ORB release the GIL: describe photos side by side
+            with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
+                for record, view in zip(new, pool.map(self.reference_view, new), strict=True):
                     self._keypoints.add(record.item_id, view.features.descriptors)
                     self._indexed_files[record.item_id] = record.sha256
             self._keypoints_revision = revision
