@@ -208,22 +208,39 @@ class LocalVerifier:
         return np.asarray(shrink(image, side).convert("L"), dtype=np.uint8)
 
     def reference_view(self, record: CatalogRecord) -> ReferenceView:
+        """A catalogue photo's ORB keypoints at ``max_side`` and grey levels (cached)."""
+        return self._cached(self._cache, record, self._orb_view)
+
+    def _orb_view(self, source: Image.Image) -> ReferenceView:
+        image = self.keypoint_image(source)
+        return ReferenceView(self.features(image), self.grey(image), source.size)
+
+    def _sift_view(self, source: Image.Image) -> ReferenceView:
+        small = shrink(source, self.config.blur_side)
+        return ReferenceView(sift_features(small), self.grey(small), source.size)
+
+    def _cached(
+        self,
+        cache: OrderedDict[str, ReferenceView],
+        record: CatalogRecord,
+        describe: Callable[[Image.Image], ReferenceView],
+    ) -> ReferenceView:
+        """``describe`` of the catalogue photo, kept in ``cache`` (bounded, least recently
+        used out first)."""
         key = record.sha256
         with self._lock:
-            if key in self._cache:
-                self._cache.move_to_end(key)
-                return self._cache[key]
+            if key in cache:
+                cache.move_to_end(key)
+                return cache[key]
         try:
-            source = self._load_reference(record)
-            image = self.keypoint_image(source)
-            view = ReferenceView(self.features(image), self.grey(image), source.size)
+            view = describe(self._load_reference(record))
         except (ImageDecodeError, OSError):
             # A catalogue file moved or broke: no local evidence, the descriptor score stands.
             view = ReferenceView(LocalFeatures.empty((0, 0)), None)
         with self._lock:
-            self._cache[key] = view
-            while len(self._cache) > self.config.cache_size:
-                self._cache.popitem(last=False)
+            cache[key] = view
+            while len(cache) > self.config.cache_size:
+                cache.popitem(last=False)
         return view
 
     def sync_keypoints(self, index: CatalogIndex) -> None:
@@ -328,29 +345,16 @@ class LocalVerifier:
         ]
         ranked = sorted(results, key=lambda result: result.hit.score, reverse=True)
         retried = [
-            self._verify(result.hit, views, None, query.size, self._sift_view(result.hit.record))
+            self._verify(
+                result.hit,
+                views,
+                None,
+                query.size,
+                self._cached(self._sift_cache, result.hit.record, self._sift_view),
+            )
             for result in ranked[: config.blur_candidates]
         ]
         return retried + ranked[config.blur_candidates :]
-
-    def _sift_view(self, record: CatalogRecord) -> ReferenceView:
-        """A catalogue photo's SIFT keypoints at ``blur_side`` (cached like the ORB ones)."""
-        key = record.sha256
-        with self._lock:
-            if key in self._sift_cache:
-                self._sift_cache.move_to_end(key)
-                return self._sift_cache[key]
-        try:
-            source = self._load_reference(record)
-            small = shrink(source, self.config.blur_side)
-            view = ReferenceView(sift_features(small), self.grey(small), source.size)
-        except (ImageDecodeError, OSError):
-            view = ReferenceView(LocalFeatures.empty((0, 0)), None)
-        with self._lock:
-            self._sift_cache[key] = view
-            while len(self._sift_cache) > self.config.cache_size:
-                self._sift_cache.popitem(last=False)
-        return view
 
     def _verify(
         self,
