@@ -6,10 +6,11 @@ at once: the listing's descriptor then describes something else. Their keypoints
 match. Every catalogue keypoint sits in one FAISS binary index; each listing keypoint looks
 up its nearest catalogue keypoints, and a catalogue photo collects one vote per listing
 keypoint that finds one of its own within ``max_distance`` bits. The best-voted photos join
-the shortlist and are verified like any other candidate, so a wrong vote costs one
-verification, never a wrong verdict. On the calibration set the three best-voted photos
-(about two new candidates per listing) brought 15 of the 17 copies the 30-photo shortlist
-missed into it.
+the shortlist and are verified like any other candidate: a wrong vote must still pass
+RANSAC and the agreement of the aligned pictures, so it mostly costs one verification. On
+the calibration set the three best-voted photos of the listing, its mirror image and its
+negative (two or three new candidates per listing) brought all 17 copies the 30-photo
+shortlist missed to verification.
 
 Small catalogues are searched exhaustively; from ``flat_below`` keypoints on, an inverted
 file (``IndexBinaryIVF``) trained once on the keypoints present then, later ones added to it.
