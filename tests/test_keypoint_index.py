@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -83,3 +85,24 @@ def test_settings_are_checked() -> None:
         KeypointIndex(neighbours=0)
     with pytest.raises(ValueError):
         KeypointIndex(max_distance=300)
+
+
+@pytest.mark.parametrize("flat_below", [50_000, 1_000])  # exhaustive, inverted file
+def test_a_saved_index_votes_as_the_original(flat_below: int, tmp_path: Path) -> None:
+    index = catalogue(KeypointIndex(flat_below=flat_below), photos=8)
+    listing = noisy(descriptors(5)[:150], 15, 4)
+    index.save(tmp_path / "keypoints.npz")
+    loaded = KeypointIndex.load(tmp_path / "keypoints.npz", flat_below=flat_below)
+    assert loaded.vote([listing], 3) == index.vote([listing], 3)
+    assert len(loaded) == 8 and "photo7" in loaded
+    loaded.add("late", descriptors(42))  # it goes on taking photos
+    assert loaded.vote([noisy(descriptors(42)[:100], 10, 5)], 1)[0][0] == "late"
+    assert list(tmp_path.iterdir()) == [tmp_path / "keypoints.npz"]  # no staging file left
+
+
+def test_a_damaged_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keypoints.npz"
+    catalogue(KeypointIndex()).save(path)
+    path.write_bytes(path.read_bytes()[:100])
+    with pytest.raises(Exception):  # noqa: B017 - whatever numpy or zipfile raise for it
+        KeypointIndex.load(path)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from lookalike.data.tiles import TileConfig
 from lookalike.detect import Detector, load_detector
 from lookalike.index import CatalogIndex, CatalogItem, CatalogRecord, SearchHit
 from lookalike.indexing import new_index_for
+from lookalike.keypoint_index import KeypointIndex
 from lookalike.model import Embedder, create_embedder
 from lookalike.rerank import LocalVerifier, RerankConfig
 from lookalike.verdict_evidence import evidence_panels
@@ -372,3 +374,52 @@ def test_settings_stored_before_voting_and_the_blur_retry_keep_them_off() -> Non
         del stored[key]
     restored = RerankConfig.from_dict(stored)
     assert restored.vote == 0 and restored.blur_retry is None
+
+
+def _unreadable(record: CatalogRecord) -> Image.Image:
+    raise OSError(f"{record.source}: gone")
+
+
+def test_the_keypoint_index_is_kept_in_the_snapshot_for_the_next_process(
+    catalogue: tuple[Embedder, Path], tmp_path: Path
+) -> None:
+    _, folder = catalogue
+    shutil.copytree(folder / "index", tmp_path / "index")
+    config = RerankConfig(shortlist=1, vote=3)
+    query = collage_with(textured(5))
+    wrong = [SearchHit(_record(CatalogIndex.load(tmp_path / "index"), "item0"), 0.5)]
+
+    def voted(verifier: LocalVerifier, index: CatalogIndex) -> list[str]:
+        def hits_for(item_ids: Sequence[str]) -> list[SearchHit]:
+            return [SearchHit(_record(index, item_id), 0.1) for item_id in item_ids]
+
+        verifier.sync_keypoints(index)
+        return [v.hit.record.item_id for v in verifier.rerank(query, wrong, hits_for=hits_for)]
+
+    first = CatalogIndex.load(tmp_path / "index")
+    assert "item5" in voted(LocalVerifier(config), first)
+    assert first.snapshot is not None and len(list(first.snapshot.glob("keypoints-*.npz"))) == 1
+    # a process that cannot read the catalogue files still votes, from the kept copy
+    assert "item5" in voted(
+        LocalVerifier(config, _unreadable), CatalogIndex.load(tmp_path / "index")
+    )
+    # a changed index is no snapshot: its keypoints are described afresh
+    changed = CatalogIndex.load(tmp_path / "index")
+    changed.remove(["item7"])
+    assert changed.snapshot is None
+    assert "item5" not in voted(LocalVerifier(config, _unreadable), changed)
+
+
+def test_a_damaged_kept_keypoint_index_is_described_again_and_replaced(
+    catalogue: tuple[Embedder, Path], tmp_path: Path
+) -> None:
+    _, folder = catalogue
+    shutil.copytree(folder / "index", tmp_path / "index")
+    index = CatalogIndex.load(tmp_path / "index")
+    assert index.snapshot is not None
+    for kept in index.snapshot.glob("keypoints-*.npz"):
+        kept.write_bytes(b"not an index")
+    verifier = LocalVerifier(RerankConfig(vote=3))
+    verifier.sync_keypoints(index)
+    [kept] = index.snapshot.glob("keypoints-*.npz")
+    assert len(KeypointIndex.load(kept)) == len(index)

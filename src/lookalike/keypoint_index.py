@@ -18,9 +18,12 @@ file (``IndexBinaryIVF``) trained once on the keypoints present then, later ones
 
 from __future__ import annotations
 
+import json
 import math
+import os
 import threading
 from collections.abc import Container, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -121,6 +124,54 @@ class KeypointIndex:
             if key not in exclude:
                 best.append((key, int(votes[position])))
         return best
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        """Write the index to ``path`` atomically (a temporary file renamed over it)."""
+        index, owners = self._searchable()
+        with self._lock:
+            keys = json.dumps(self._keys).encode()
+            inverted = self._inverted
+        searchable = np.zeros(0, np.uint8)
+        if index is not None:
+            searchable = np.asarray(_faiss().serialize_index_binary(index), dtype=np.uint8)
+        target = Path(path)
+        staging = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
+        try:
+            with open(staging, "wb") as file:
+                np.savez(
+                    file,
+                    faiss=searchable,
+                    owners=owners,
+                    keys=np.frombuffer(keys, dtype=np.uint8),
+                    inverted=np.array(inverted),
+                )
+            os.replace(staging, target)
+        finally:
+            staging.unlink(missing_ok=True)
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], **settings: Any) -> KeypointIndex:
+        """An index :meth:`save` wrote, searched with ``settings`` (as for the constructor).
+        Raises OSError or ValueError for a missing or damaged file."""
+        index = cls(**settings)
+        with np.load(path, allow_pickle=False) as data:
+            keys = json.loads(bytes(data["keys"]).decode())
+            owners = np.asarray(data["owners"], dtype=np.int32)
+            searchable = np.asarray(data["faiss"], dtype=np.uint8)
+            inverted = bool(data["inverted"])
+        if not isinstance(keys, list) or (len(owners) and owners.max() >= len(keys)):
+            raise ValueError(f"{path}: not a keypoint index")
+        index._keys = [str(key) for key in keys]
+        index._positions = {key: position for position, key in enumerate(index._keys)}
+        index._owners = owners
+        if searchable.size:
+            index._faiss = _faiss().deserialize_index_binary(searchable)
+            if index._faiss.ntotal != len(owners):
+                raise ValueError(f"{path}: keypoints and owners disagree")
+            if inverted:
+                index._faiss.nprobe = min(index.probes, index._faiss.nlist)
+        index._inverted = inverted
+        return index
 
     def _searchable(self) -> tuple[Any, npt.NDArray[np.int32]]:
         """The FAISS index with every added keypoint in it, and each keypoint's owner."""

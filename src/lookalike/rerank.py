@@ -17,12 +17,16 @@ from the catalogue files on first use and kept in a bounded cache.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Container, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -246,7 +250,9 @@ class LocalVerifier:
     def sync_keypoints(self, index: CatalogIndex) -> None:
         """Bring the keypoint index (for ``vote``) up to date with ``index``: the catalogue
         photos added since the last call are described (and cached) now; another index, or
-        an item id whose file changed, starts it afresh. Removed photos need no update: the
+        an item id whose file changed, starts it afresh, from the copy kept in the index's
+        snapshot folder when one was written there for these keypoint settings (each new
+        snapshot gets one, where the folder is writable). Removed photos need no update: the
         caller's ``hits_for`` leaves them out."""
         if self.config.vote < 1 or self._keypoints_revision == index.revision:
             return
@@ -258,18 +264,53 @@ class LocalVerifier:
             same_index = self._keypoints_revision is not None and (
                 self._keypoints_revision[0] == revision[0]
             )
-            if not same_index or any(
+            afresh = not same_index or any(
                 self._indexed_files.get(record.item_id, record.sha256) != record.sha256
                 for record in records
-            ):
-                self._keypoints, self._indexed_files = KeypointIndex(), {}
+            )
+            if afresh:
+                self._keypoints, self._indexed_files = self._kept_keypoints(index, records)
             new = [record for record in records if record.item_id not in self._indexed_files]
             # decoding, resizing and ORB release the GIL: describe photos side by side
             with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
                 for record, view in zip(new, pool.map(self.reference_view, new), strict=True):
                     self._keypoints.add(record.item_id, view.features.descriptors)
                     self._indexed_files[record.item_id] = record.sha256
+            kept = self._keypoint_file(index)
+            if afresh and new and kept is not None:
+                # a read-only index folder keeps none: the next process describes them again
+                with contextlib.suppress(OSError):
+                    self._keypoints.save(kept)
             self._keypoints_revision = revision
+
+    def _keypoint_file(self, index: CatalogIndex) -> Path | None:
+        """Where the keypoint index of ``index``'s snapshot is kept for these ORB settings
+        (None: the index is not an unchanged snapshot)."""
+        snapshot = index.snapshot
+        if snapshot is None:
+            return None
+        config = self.config
+        settings = json.dumps([config.n_features, config.max_side, config.upscale])
+        return snapshot / f"keypoints-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.npz"
+
+    def _kept_keypoints(
+        self, index: CatalogIndex, records: Sequence[CatalogRecord]
+    ) -> tuple[KeypointIndex, dict[str, str]]:
+        """The keypoint index kept in ``index``'s snapshot when it holds exactly these
+        ``records``, with the files it describes; else an empty one."""
+        kept = self._keypoint_file(index)
+        if kept is not None and kept.is_file():
+            try:
+                loaded = KeypointIndex.load(kept)
+            except Exception:  # a damaged copy is described again and replaced
+                loaded = None
+            if (
+                loaded is not None
+                and len(loaded) == len(records)
+                and all(record.item_id in loaded for record in records)
+            ):
+                return loaded, {record.item_id: record.sha256 for record in records}
+        return KeypointIndex(), {}
 
     def rerank(
         self,

@@ -86,6 +86,7 @@ class CatalogIndex:
         self._lock = threading.RLock()
         self._instance = next(_INSTANCES)
         self._changes = 0
+        self._saved: tuple[Path, int] | None = None  # (snapshot, changes) when loaded or saved
 
     # -- queries -------------------------------------------------------------------------
 
@@ -105,6 +106,15 @@ class CatalogIndex:
         """Changes whenever items are added or removed (and differs between index objects):
         what caches derived from the catalogue compare to know they are stale."""
         return (self._instance, self._changes)
+
+    @property
+    def snapshot(self) -> Path | None:
+        """The snapshot folder this index was loaded from or last saved as, while it is
+        unchanged since (None otherwise): where files derived from its content may be kept."""
+        with self._lock:
+            if self._saved is None or self._saved[1] != self._changes:
+                return None
+            return self._saved[0]
 
     def vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these items, by item id. Items not in the catalogue are left
@@ -323,6 +333,7 @@ class CatalogIndex:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
+            self._saved = (root / name, self._changes)
         _remove_stale_snapshots(root, keep=name)
         return root / name
 
@@ -347,6 +358,7 @@ class CatalogIndex:
         finally:
             source.close()
         index._db.executescript(_SCHEMA)  # snapshots written before a table was added
+        index._saved = (snapshot, 0)
         return index
 
     def _write_snapshot(self, folder: Path) -> None:
