@@ -152,7 +152,8 @@ class KeypointIndex:
     @classmethod
     def load(cls, path: str | os.PathLike[str], **settings: Any) -> KeypointIndex:
         """An index :meth:`save` wrote, searched with ``settings`` (as for the constructor).
-        Raises OSError or ValueError for a missing or damaged file."""
+        Raises for a missing or damaged file: OSError, ValueError, or what numpy's reader
+        raises for a broken archive."""
         index = cls(**settings)
         with np.load(path, allow_pickle=False) as data:
             keys = json.loads(bytes(data["keys"]).decode())
