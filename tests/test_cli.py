@@ -171,6 +171,8 @@ def test_index_build_reads_brand_and_kind_from_folders(
     assert built["model"]["name"] == "default"
     assert built["model"]["dim"] == 256
     assert (index / "CURRENT").read_text().strip() == built["snapshot"]
+    # re-ranking's keypoint voting is ready: the first check does not describe the catalogue
+    assert len(list((index / built["snapshot"]).glob("keypoints-*.npz"))) == 1
 
     info = stats(cli, index)
     assert info["items"] == 30
@@ -232,11 +234,9 @@ def test_index_add_grows_and_stores_identical_files_once(
     info = stats(cli, index_copy)
     assert (info["items"], info["faiss_vectors"]) == (33, 33)
     assert info["by_kind"] == {"product": 31, "logo": 2}
-    assert {r.item_id for r in CatalogIndex.load(index_copy).records()} >= {
-        "new100",
-        "new101",
-        "new102",
-    }
+    grown = CatalogIndex.load(index_copy)
+    assert {r.item_id for r in grown.records()} >= {"new100", "new101", "new102"}
+    assert grown.snapshot is not None and any(grown.snapshot.glob("keypoints-*.npz"))
 
     code, report = cli("index", "add", new, "--index", index_copy, *RUNTIME)
     assert code == 0

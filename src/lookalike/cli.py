@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from .data.manifest import CatalogEntry
     from .detect import Detector
+    from .index import CatalogIndex
     from .model import Embedder
 
 
@@ -106,6 +107,7 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         _print_json({**report.summary(), "logos": logo_summary})
         return 1
     snapshot = index.save(args.index)
+    _describe_keypoints(embedder, index, quiet=args.quiet)
     _print_json(
         {
             "index": str(args.index),
@@ -116,6 +118,20 @@ def cmd_index_build(args: argparse.Namespace) -> int:
         }
     )
     return 0
+
+
+def _describe_keypoints(embedder: Embedder, index: CatalogIndex, *, quiet: bool) -> None:
+    """Describe the catalogue photos' keypoints for re-ranking's keypoint voting now, into
+    the new snapshot's folder, rather than in the first check (~10 s per thousand photos),
+    when the model recommends re-ranking with voting."""
+    from .detect import verifier_for
+
+    verifier = verifier_for(embedder, None)
+    if verifier is None or verifier.config.vote < 1:
+        return
+    if not quiet:
+        _note(f"describing the keypoints of {len(index)} catalogue photos for re-ranking")
+    verifier.sync_keypoints(index)
 
 
 def _check_logo_model(args: argparse.Namespace, entries: Sequence[CatalogEntry]) -> None:
@@ -177,6 +193,7 @@ def cmd_index_add(args: argparse.Namespace) -> int:
     logo_summary = _index_logos(args, entries, fresh=False)
     if report.added:
         detector.index.save(args.index)
+        _describe_keypoints(detector.embedder, detector.index, quiet=args.quiet)
     _print_json({**report.summary(), "logos": logo_summary})
     logo_errors = bool(logo_summary and logo_summary["errors"])
     return 0 if not report.errors and not logo_errors else 1
