@@ -18,7 +18,7 @@ from lookalike.index import CatalogIndex, CatalogItem, CatalogRecord, SearchHit
 from lookalike.indexing import new_index_for
 from lookalike.keypoint_index import KeypointIndex
 from lookalike.model import Embedder, create_embedder
-from lookalike.rerank import LocalVerifier, RerankConfig
+from lookalike.rerank import HitsFor, LocalVerifier, RerankConfig
 from lookalike.verdict_evidence import evidence_panels
 
 
@@ -296,10 +296,7 @@ def test_keypoint_voting_brings_in_the_photo_the_shortlist_missed(
     _, folder = catalogue
     index = CatalogIndex.load(folder / "index")
     wrong = SearchHit(_record(index, "item0"), 0.5)
-
-    def hits_for(item_ids: Sequence[str]) -> list[SearchHit]:
-        return [SearchHit(_record(index, item_id), 0.1) for item_id in item_ids]
-
+    hits_for = _scored(index, 0.1)
     verifier = LocalVerifier(RerankConfig(shortlist=1, vote=3))
     verifier.sync_keypoints(index)
     query = collage_with(textured(5))
@@ -326,7 +323,7 @@ def test_the_listing_negative_votes_for_a_photo_printed_inverted(
         query,
         [SearchHit(_record(index, "item0"), 0.5)],
         invert=frozenset(),  # the negative tile found nothing: only voted photos are retried
-        hits_for=lambda ids: [SearchHit(_record(index, item_id), 0.1) for item_id in ids],
+        hits_for=_scored(index, 0.1),
     )
     assert found[0].hit.record.item_id == "item6" and found[0].inverted
 
@@ -349,6 +346,15 @@ def _record(index: CatalogIndex, item_id: str) -> CatalogRecord:
     record = index.get(item_id)
     assert record is not None
     return record
+
+
+def _scored(index: CatalogIndex, score: float) -> HitsFor:
+    """Scores every voted photo ``score``, as the detector scores them by their descriptor."""
+
+    def hits_for(item_ids: Sequence[str]) -> list[SearchHit]:
+        return [SearchHit(_record(index, item_id), score) for item_id in item_ids]
+
+    return hits_for
 
 
 def test_a_blurred_copy_orb_cannot_confirm_is_confirmed_by_sift(
@@ -390,11 +396,9 @@ def test_the_keypoint_index_is_kept_in_the_snapshot_for_the_next_process(
     wrong = [SearchHit(_record(CatalogIndex.load(tmp_path / "index"), "item0"), 0.5)]
 
     def voted(verifier: LocalVerifier, index: CatalogIndex) -> list[str]:
-        def hits_for(item_ids: Sequence[str]) -> list[SearchHit]:
-            return [SearchHit(_record(index, item_id), 0.1) for item_id in item_ids]
-
         verifier.sync_keypoints(index)
-        return [v.hit.record.item_id for v in verifier.rerank(query, wrong, hits_for=hits_for)]
+        found = verifier.rerank(query, wrong, hits_for=_scored(index, 0.1))
+        return [v.hit.record.item_id for v in found]
 
     first = CatalogIndex.load(tmp_path / "index")
     assert "item5" in voted(LocalVerifier(config), first)

@@ -359,7 +359,8 @@ class LocalVerifier:
             self._verify(hit, views, negative if retry else None, query.size)
             for hit, retry in zip(shortlist, retried, strict=True)
         ]
-        if self._blurred(sized, grey) and not any(result.inliers for result in results):
+        # the sharpness is measured only where ORB confirmed nothing
+        if not any(result.inliers for result in results) and self._blurred(sized, grey):
             results = self._blur_retry(query, results)
         results += [VerifiedHit(hit, hit.score, 0, False, None) for hit in rest]
         return sorted(results, key=lambda verified: verified.score, reverse=True)
