@@ -246,13 +246,11 @@ def test_revision_changes_with_every_change_and_between_indexes(tmp_path: Path) 
     assert CatalogIndex.load(tmp_path / "index").revision != index.revision
 
 
-def test_snapshot_names_the_folder_while_the_index_is_unchanged(tmp_path: Path) -> None:
+def test_directory_names_the_folder_it_was_loaded_from_or_saved_to(tmp_path: Path) -> None:
     index, _ = filled_index(count=10)
-    assert index.snapshot is None  # never saved
-    saved = index.save(tmp_path / "index")
-    assert index.snapshot == saved
-    loaded = CatalogIndex.load(tmp_path / "index")
-    assert loaded.snapshot == saved
-    loaded.remove(["item1"])
-    assert loaded.snapshot is None
-    assert loaded.save(tmp_path / "index") == loaded.snapshot != saved
+    assert index.directory is None  # never saved
+    index.save(tmp_path / "index")
+    assert index.directory == tmp_path / "index"
+    assert CatalogIndex.load(tmp_path / "index").directory == tmp_path / "index"
+    index.save(tmp_path / "elsewhere")
+    assert index.directory == tmp_path / "elsewhere"

@@ -100,6 +100,41 @@ def test_a_saved_index_votes_as_the_original(flat_below: int, tmp_path: Path) ->
     assert list(tmp_path.iterdir()) == [tmp_path / "keypoints.npz"]  # no staging file left
 
 
+def test_a_discarded_photo_gets_no_votes_and_may_come_back_with_other_keypoints() -> None:
+    index = KeypointIndex()
+    for seed in range(4):
+        index.add(f"photo{seed}", descriptors(seed), tag=f"sha{seed}")
+    listing = noisy(descriptors(2)[:120], 10, 6)
+    assert index.vote([listing], 1)[0][0] == "photo2"
+    index.discard("photo2")
+    index.discard("nobody")  # ignored
+    assert "photo2" not in index and len(index) == 3 and index.discarded == 1
+    assert all(key != "photo2" for key, _ in index.vote([listing], 3))
+    index.add("photo2", descriptors(77), tag="sha77")  # the item's file was replaced
+    assert index.vote([noisy(descriptors(77)[:120], 10, 7)], 1)[0][0] == "photo2"
+    assert all(key != "photo2" for key, _ in index.vote([listing], 3))  # old keypoints: none
+    assert index.tags() == {"photo0": "sha0", "photo1": "sha1", "photo3": "sha3", "photo2": "sha77"}
+
+
+def test_tags_and_discarded_photos_survive_saving(tmp_path: Path) -> None:
+    index = KeypointIndex()
+    for seed in range(4):
+        index.add(f"photo{seed}", descriptors(seed), tag=f"sha{seed}")
+    index.discard("photo1")
+    index.save(tmp_path / "keypoints.npz")
+    loaded = KeypointIndex.load(tmp_path / "keypoints.npz")
+    assert loaded.tags() == index.tags() and loaded.discarded == 1
+    listing = noisy(descriptors(1)[:120], 10, 8)
+    assert all(key != "photo1" for key, _ in loaded.vote([listing], 3))
+
+
+def test_a_file_written_before_tags_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "keypoints.npz"
+    np.savez(path, faiss=np.zeros(0, np.uint8), owners=np.zeros(0, np.int32))
+    with pytest.raises(ValueError, match="this version"):
+        KeypointIndex.load(path)
+
+
 def test_a_damaged_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "keypoints.npz"
     catalogue(KeypointIndex()).save(path)

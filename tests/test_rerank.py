@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageFilter, ImageOps
 
+from lookalike import rerank
 from lookalike.data.synthetic import synthetic_image
 from lookalike.data.tiles import TileConfig
 from lookalike.detect import Detector, load_detector
@@ -18,7 +19,13 @@ from lookalike.index import CatalogIndex, CatalogItem, CatalogRecord, SearchHit
 from lookalike.indexing import new_index_for
 from lookalike.keypoint_index import KeypointIndex
 from lookalike.model import Embedder, create_embedder
-from lookalike.rerank import HitsFor, LocalVerifier, RerankConfig
+from lookalike.rerank import (
+    HitsFor,
+    LocalVerifier,
+    ReferenceLoader,
+    RerankConfig,
+    load_reference_image,
+)
 from lookalike.verdict_evidence import evidence_panels
 
 
@@ -386,44 +393,113 @@ def _unreadable(record: CatalogRecord) -> Image.Image:
     raise OSError(f"{record.source}: gone")
 
 
-def test_the_keypoint_index_is_kept_in_the_snapshot_for_the_next_process(
+def _copy_index(folder: Path, tmp_path: Path) -> None:
+    """The catalogue's index in ``tmp_path / "index"``, without the keypoints that other
+    tests' checks kept in it."""
+    shutil.copytree(
+        folder / "index", tmp_path / "index", ignore=shutil.ignore_patterns("keypoints-*")
+    )
+
+
+def _voted(verifier: LocalVerifier, index: CatalogIndex) -> list[str]:
+    """The photos a collage showing item5 is verified against (item0 shortlisted)."""
+    verifier.sync_keypoints(index)
+    wrong = [SearchHit(_record(index, "item0"), 0.5)]
+    found = verifier.rerank(collage_with(textured(5)), wrong, hits_for=_scored(index, 0.1))
+    return [v.hit.record.item_id for v in found]
+
+
+def _kept(folder: Path) -> KeypointIndex:
+    [kept] = folder.glob("keypoints-*.npz")
+    return KeypointIndex.load(kept)
+
+
+def _describing(described: list[str]) -> ReferenceLoader:
+    """Loads catalogue photos as usual, noting which ones were described."""
+
+    def loader(record: CatalogRecord) -> Image.Image:
+        described.append(record.item_id)
+        return load_reference_image(record)
+
+    return loader
+
+
+def _add_photo(index: CatalogIndex, embedder: Embedder, item_id: str, path: Path) -> None:
+    item = CatalogItem(item_id, hashlib.sha256(path.read_bytes()).hexdigest(), source=str(path))
+    index.add(embedder.embed([path]), [item])
+
+
+def test_the_keypoint_index_is_kept_in_the_index_folder_for_the_next_process(
     catalogue: tuple[Embedder, Path], tmp_path: Path
 ) -> None:
     _, folder = catalogue
-    shutil.copytree(folder / "index", tmp_path / "index")
+    _copy_index(folder, tmp_path)
     config = RerankConfig(shortlist=1, vote=3)
-    query = collage_with(textured(5))
-    wrong = [SearchHit(_record(CatalogIndex.load(tmp_path / "index"), "item0"), 0.5)]
-
-    def voted(verifier: LocalVerifier, index: CatalogIndex) -> list[str]:
-        verifier.sync_keypoints(index)
-        found = verifier.rerank(query, wrong, hits_for=_scored(index, 0.1))
-        return [v.hit.record.item_id for v in found]
-
-    first = CatalogIndex.load(tmp_path / "index")
-    assert "item5" in voted(LocalVerifier(config), first)
-    assert first.snapshot is not None and len(list(first.snapshot.glob("keypoints-*.npz"))) == 1
+    assert "item5" in _voted(LocalVerifier(config), CatalogIndex.load(tmp_path / "index"))
+    assert len(_kept(tmp_path / "index")) == 8
     # a process that cannot read the catalogue files still votes, from the kept copy
-    assert "item5" in voted(
-        LocalVerifier(config, _unreadable), CatalogIndex.load(tmp_path / "index")
-    )
-    # a changed index is no snapshot: its keypoints are described afresh
+    unable = LocalVerifier(config, _unreadable)
+    assert "item5" in _voted(unable, CatalogIndex.load(tmp_path / "index"))
+    # a photo another process removed gets no vote, with nothing described again
     changed = CatalogIndex.load(tmp_path / "index")
-    changed.remove(["item7"])
-    assert changed.snapshot is None
-    assert "item5" not in voted(LocalVerifier(config, _unreadable), changed)
+    changed.remove(["item5"])
+    changed.save(tmp_path / "index")
+    assert "item5" not in _voted(unable, CatalogIndex.load(tmp_path / "index"))
+
+
+def test_only_photos_added_or_replaced_since_the_kept_keypoints_are_described(
+    catalogue: tuple[Embedder, Path], tmp_path: Path
+) -> None:
+    embedder, folder = catalogue
+    _copy_index(folder, tmp_path)
+    config = RerankConfig(shortlist=1, vote=3)
+    LocalVerifier(config).sync_keypoints(CatalogIndex.load(tmp_path / "index"), keep=True)
+    index = CatalogIndex.load(tmp_path / "index")
+    textured(9).save(tmp_path / "item9.png")
+    _add_photo(index, embedder, "item9", tmp_path / "item9.png")
+    index.remove(["item5"])  # the same item id, now another photo
+    collage_with(textured(5)).save(tmp_path / "item5.png")
+    _add_photo(index, embedder, "item5", tmp_path / "item5.png")
+    index.save(tmp_path / "index")
+    described: list[str] = []
+    LocalVerifier(config, _describing(described)).sync_keypoints(
+        CatalogIndex.load(tmp_path / "index"), keep=True
+    )
+    assert sorted(described) == ["item5", "item9"]
+    kept = _kept(tmp_path / "index")
+    assert len(kept) == 9 and kept.tags()["item5"] == _record(index, "item5").sha256
+    listing = LocalVerifier(config).features(textured(9)).descriptors
+    assert kept.vote([listing], 1)[0][0] == "item9"
+
+
+def test_the_kept_keypoints_are_rewritten_once_enough_changed(
+    catalogue: tuple[Embedder, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A service adds photos one at a time; the kept file is rewritten once it lacks more
+    than KEEP_STALE of the catalogue (0.2 here: the third photo added to eight)."""
+    embedder, folder = catalogue
+    _copy_index(folder, tmp_path)
+    monkeypatch.setattr(rerank, "KEEP_STALE", 0.2)
+    index = CatalogIndex.load(tmp_path / "index")
+    verifier = LocalVerifier(RerankConfig(vote=3))
+    verifier.sync_keypoints(index)  # no file yet: written
+    kept_sizes = [len(_kept(tmp_path / "index"))]
+    for seed in (10, 11, 12):
+        textured(seed).save(tmp_path / f"item{seed}.png")
+        _add_photo(index, embedder, f"item{seed}", tmp_path / f"item{seed}.png")
+        verifier.sync_keypoints(index)
+        kept_sizes.append(len(_kept(tmp_path / "index")))
+    assert kept_sizes == [8, 8, 8, 11]
 
 
 def test_a_damaged_kept_keypoint_index_is_described_again_and_replaced(
     catalogue: tuple[Embedder, Path], tmp_path: Path
 ) -> None:
     _, folder = catalogue
-    shutil.copytree(folder / "index", tmp_path / "index")
+    _copy_index(folder, tmp_path)
     index = CatalogIndex.load(tmp_path / "index")
-    assert index.snapshot is not None
-    for kept in index.snapshot.glob("keypoints-*.npz"):
-        kept.write_bytes(b"not an index")
-    verifier = LocalVerifier(RerankConfig(vote=3))
-    verifier.sync_keypoints(index)
-    [kept] = index.snapshot.glob("keypoints-*.npz")
+    LocalVerifier(RerankConfig(vote=3)).sync_keypoints(index)
+    [kept] = (tmp_path / "index").glob("keypoints-*.npz")
+    kept.write_bytes(b"not an index")
+    LocalVerifier(RerankConfig(vote=3)).sync_keypoints(index)
     assert len(KeypointIndex.load(kept)) == len(index)

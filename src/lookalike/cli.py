@@ -121,17 +121,17 @@ def cmd_index_build(args: argparse.Namespace) -> int:
 
 
 def _describe_keypoints(embedder: Embedder, index: CatalogIndex, *, quiet: bool) -> None:
-    """Describe the catalogue photos' keypoints for re-ranking's keypoint voting now, into
-    the new snapshot's folder, rather than in the first check (~10 s per thousand photos),
-    when the model recommends re-ranking with voting."""
+    """Describe the catalogue photos' keypoints for re-ranking's keypoint voting now (those
+    not described before, by their sha256), kept in the index folder, rather than in the
+    first check (~10 s per thousand photos), when the model recommends voting."""
     from .detect import verifier_for
 
     verifier = verifier_for(embedder, None)
     if verifier is None or verifier.config.vote < 1:
         return
     if not quiet:
-        _note(f"describing the keypoints of {len(index)} catalogue photos for re-ranking")
-    verifier.sync_keypoints(index)
+        _note("describing the catalogue photos' keypoints for re-ranking")
+    verifier.sync_keypoints(index, keep=True)
 
 
 def _check_logo_model(args: argparse.Namespace, entries: Sequence[CatalogEntry]) -> None:

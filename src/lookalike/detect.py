@@ -213,7 +213,7 @@ class Detector:
     def warm_up(self) -> None:
         """Do now the one-time work the first check would: describe the catalogue photos'
         keypoints for keypoint voting (about ten seconds per thousand photos on 2 cores, or
-        a moment where an earlier run kept them in the index's snapshot). Later additions
+        a moment where an earlier run kept them in the index's folder). Later additions
         are described by the check after them."""
         if self.verifier is not None:
             self.verifier.sync_keypoints(self.index)

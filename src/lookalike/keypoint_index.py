@@ -14,6 +14,9 @@ shortlist missed to verification.
 
 Small catalogues are searched exhaustively; from ``flat_below`` keypoints on, an inverted
 file (``IndexBinaryIVF``) trained once on the keypoints present then, later ones added to it.
+Each photo carries a tag (its file's sha256), so a saved index serves any later catalogue that
+shares photos with it; a photo removed or replaced is discarded (its keypoints stay in the
+FAISS index but vote for no one).
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ Descriptors = npt.NDArray[Any]  # (n, 32) uint8: ORB's 256-bit descriptors
 
 
 class KeypointIndex:
-    """ORB descriptors of catalogue photos under their keys (item ids). Thread-safe.
+    """ORB descriptors of catalogue photos under their keys (item ids), each with a tag
+    (what the caller checks them against: the photo's sha256). Thread-safe.
 
     ``neighbours``: catalogue keypoints looked up per listing keypoint; ``max_distance``:
     the Hamming distance (of 256 bits) under which one counts as found; ``probes``: inverted
@@ -58,8 +62,9 @@ class KeypointIndex:
         self.max_distance = max_distance
         self.flat_below = flat_below
         self.probes = probes
-        self._keys: list[str] = []
-        self._positions: dict[str, int] = {}
+        self._keys: list[str] = []  # per photo position, discarded ones included
+        self._tags: list[str] = []
+        self._positions: dict[str, int] = {}  # key -> position, photos not discarded
         self._owners = np.zeros(0, np.int32)  # per indexed keypoint: its photo's position
         self._pending: list[tuple[int, Descriptors]] = []
         self._faiss: Any = None
@@ -67,13 +72,24 @@ class KeypointIndex:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        """Photos indexed."""
-        return len(self._keys)
+        """Photos indexed (not discarded)."""
+        return len(self._positions)
 
     def __contains__(self, key: object) -> bool:
         return key in self._positions
 
-    def add(self, key: str, descriptors: Descriptors) -> None:
+    @property
+    def discarded(self) -> int:
+        """Photos discarded whose keypoints still sit in the FAISS index."""
+        with self._lock:
+            return len(self._keys) - len(self._positions)
+
+    def tags(self) -> dict[str, str]:
+        """The tag of each photo indexed, by key."""
+        with self._lock:
+            return {key: self._tags[position] for key, position in self._positions.items()}
+
+    def add(self, key: str, descriptors: Descriptors, tag: str = "") -> None:
         """Index one photo's keypoint descriptors (a photo without keypoints is remembered
         as indexed, so it is not described again); a key already present is ignored."""
         if descriptors.ndim != 2 or (
@@ -89,8 +105,15 @@ class KeypointIndex:
                 return
             self._positions[key] = len(self._keys)
             self._keys.append(key)
+            self._tags.append(tag)
             if len(descriptors):
                 self._pending.append((self._positions[key], descriptors))
+
+    def discard(self, key: str) -> None:
+        """Stop voting for photo ``key`` (removed from the catalogue, or replaced: it may be
+        added again); an absent key is ignored."""
+        with self._lock:
+            self._positions.pop(key, None)
 
     def vote(
         self, views: Sequence[Descriptors], count: int, *, exclude: Container[str] = ()
@@ -121,7 +144,7 @@ class KeypointIndex:
             if votes[position] < 1 or len(best) == count:
                 break
             key = self._keys[position]
-            if key not in exclude:
+            if self._positions.get(key) == position and key not in exclude:
                 best.append((key, int(votes[position])))
         return best
 
@@ -129,7 +152,9 @@ class KeypointIndex:
         """Write the index to ``path`` atomically (a temporary file renamed over it)."""
         index, owners = self._searchable()
         with self._lock:
-            keys = json.dumps(self._keys).encode()
+            photos = json.dumps(
+                {"keys": self._keys, "tags": self._tags, "live": sorted(self._positions.values())}
+            ).encode()
             inverted = self._inverted
         searchable = np.zeros(0, np.uint8)
         if index is not None:
@@ -142,7 +167,7 @@ class KeypointIndex:
                     file,
                     faiss=searchable,
                     owners=owners,
-                    keys=np.frombuffer(keys, dtype=np.uint8),
+                    photos=np.frombuffer(photos, dtype=np.uint8),
                     inverted=np.array(inverted),
                 )
             os.replace(staging, target)
@@ -156,14 +181,27 @@ class KeypointIndex:
         raises for a broken archive."""
         index = cls(**settings)
         with np.load(path, allow_pickle=False) as data:
-            keys = json.loads(bytes(data["keys"]).decode())
+            if "photos" not in data:  # written before photos carried tags
+                raise ValueError(f"{path}: not a keypoint index of this version")
+            photos = json.loads(bytes(data["photos"]).decode())
             owners = np.asarray(data["owners"], dtype=np.int32)
             searchable = np.asarray(data["faiss"], dtype=np.uint8)
             inverted = bool(data["inverted"])
-        if not isinstance(keys, list) or (len(owners) and owners.max() >= len(keys)):
+        if not isinstance(photos, dict):
+            raise ValueError(f"{path}: not a keypoint index")
+        keys, tags, live = (photos.get(name) for name in ("keys", "tags", "live"))
+        if (
+            not isinstance(keys, list)
+            or not isinstance(tags, list)
+            or not isinstance(live, list)
+            or len(tags) != len(keys)
+            or any(not 0 <= position < len(keys) for position in live)
+            or (len(owners) and owners.max() >= len(keys))
+        ):
             raise ValueError(f"{path}: not a keypoint index")
         index._keys = [str(key) for key in keys]
-        index._positions = {key: position for position, key in enumerate(index._keys)}
+        index._tags = [str(tag) for tag in tags]
+        index._positions = {index._keys[position]: position for position in live}
         index._owners = owners
         if searchable.size:
             index._faiss = _faiss().deserialize_index_binary(searchable)

@@ -158,6 +158,21 @@ ReferenceLoader = Callable[[CatalogRecord], Image.Image]
 # Descriptor-scored search hits for catalogue item ids (missing items left out): how the
 # caller scores the candidates keypoint voting adds to a shortlist.
 HitsFor = Callable[[Sequence[str]], list[SearchHit]]
+# The kept keypoint index is rewritten once it lacks more than this share of the catalogue's
+# changes: a service adding photos one at a time does not rewrite it for each, and a restart
+# describes at most this share again.
+KEEP_STALE = 0.05
+
+
+def _load_keypoints(path: Path) -> KeypointIndex | None:
+    """The keypoint index kept at ``path``; None when there is none, or a damaged or older
+    one (its photos are described again and it is replaced)."""
+    if not path.is_file():
+        return None
+    try:
+        return KeypointIndex.load(path)
+    except Exception:
+        return None
 
 
 def load_reference_image(record: CatalogRecord) -> Image.Image:
@@ -181,7 +196,8 @@ class LocalVerifier:
         self._sift_cache: OrderedDict[str, ReferenceView] = OrderedDict()
         self._keypoints = KeypointIndex()
         self._keypoints_revision: tuple[int, int] | None = None
-        self._indexed_files: dict[str, str] = {}  # item id -> sha256 in the keypoint index
+        self._keypoints_from: Path | None = None  # the kept file read, once per file
+        self._unkept = 0  # photos added or discarded since the kept file was read or written
         self._sync_lock = threading.Lock()
 
     def __getstate__(self) -> dict[str, Any]:
@@ -247,70 +263,60 @@ class LocalVerifier:
                 cache.popitem(last=False)
         return view
 
-    def sync_keypoints(self, index: CatalogIndex) -> None:
-        """Bring the keypoint index (for ``vote``) up to date with ``index``: the catalogue
-        photos added since the last call are described (and cached) now; another index, or
-        an item id whose file changed, starts it afresh, from the copy kept in the index's
-        snapshot folder when one was written there for these keypoint settings (each new
-        snapshot gets one, where the folder is writable). Removed photos need no update: the
-        caller's ``hits_for`` leaves them out."""
-        if self.config.vote < 1 or self._keypoints_revision == index.revision:
+    def sync_keypoints(self, index: CatalogIndex, *, keep: bool = False) -> None:
+        """Bring the keypoint index (for ``vote``) up to date with ``index``: photos removed
+        or replaced since are discarded, those added are described (and cached) now.
+
+        The keypoint index is kept in ``index``'s folder (``keypoints-<ORB settings>.npz``,
+        per photo its file's sha256), read on the first call and written where the folder
+        is writable once it lacks more than ``KEEP_STALE`` of the catalogue, or the file
+        is missing: a later process (another index of the same photos, or the same index
+        after ``index add``) describes only what changed. ``keep``: write whatever changed
+        (what ``lookalike index build`` and ``index add`` do)."""
+        if self.config.vote < 1 or (self._keypoints_revision == index.revision and not keep):
             return
         with self._sync_lock:
             revision = index.revision
-            if self._keypoints_revision == revision:
+            if self._keypoints_revision == revision and not keep:
                 return
             records = index.records()
-            same_index = self._keypoints_revision is not None and (
-                self._keypoints_revision[0] == revision[0]
-            )
-            afresh = not same_index or any(
-                self._indexed_files.get(record.item_id, record.sha256) != record.sha256
-                for record in records
-            )
-            if afresh:
-                self._keypoints, self._indexed_files = self._kept_keypoints(index, records)
-            new = [record for record in records if record.item_id not in self._indexed_files]
+            kept = self._keypoint_file(index)
+            if kept is not None and kept != self._keypoints_from:
+                self._keypoints_from = kept
+                loaded = _load_keypoints(kept)
+                if loaded is not None:
+                    self._keypoints, self._unkept = loaded, 0
+            files = {record.item_id: record.sha256 for record in records}
+            for item_id, sha256 in self._keypoints.tags().items():
+                if files.get(item_id) != sha256:
+                    self._keypoints.discard(item_id)
+                    self._unkept += 1
+            if self._keypoints.discarded > len(self._keypoints):
+                # mostly keypoints of photos gone: describing the rest afresh is smaller
+                self._keypoints, self._unkept = KeypointIndex(), 1
+            new = [record for record in records if record.item_id not in self._keypoints]
             # decoding, resizing and ORB release the GIL: describe photos side by side
             with ThreadPoolExecutor(min(4, os.cpu_count() or 1)) as pool:
                 for record, view in zip(new, pool.map(self.reference_view, new), strict=True):
-                    self._keypoints.add(record.item_id, view.features.descriptors)
-                    self._indexed_files[record.item_id] = record.sha256
-            kept = self._keypoint_file(index)
-            if afresh and new and kept is not None:
+                    self._keypoints.add(record.item_id, view.features.descriptors, record.sha256)
+            self._unkept += len(new)
+            stale = self._unkept > KEEP_STALE * max(1, len(self._keypoints))
+            if kept is not None and self._unkept and (keep or stale or not kept.is_file()):
                 # a read-only index folder keeps none: the next process describes them again
                 with contextlib.suppress(OSError):
                     self._keypoints.save(kept)
+                    self._unkept = 0
             self._keypoints_revision = revision
 
     def _keypoint_file(self, index: CatalogIndex) -> Path | None:
-        """Where the keypoint index of ``index``'s snapshot is kept for these ORB settings
-        (None: the index is not an unchanged snapshot)."""
-        snapshot = index.snapshot
-        if snapshot is None:
+        """Where the keypoint index is kept in ``index``'s folder for these ORB settings
+        (None: the index was never saved)."""
+        folder = index.directory
+        if folder is None:
             return None
         config = self.config
         settings = json.dumps([config.n_features, config.max_side, config.upscale])
-        return snapshot / f"keypoints-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.npz"
-
-    def _kept_keypoints(
-        self, index: CatalogIndex, records: Sequence[CatalogRecord]
-    ) -> tuple[KeypointIndex, dict[str, str]]:
-        """The keypoint index kept in ``index``'s snapshot when it holds exactly these
-        ``records``, with the files it describes; else an empty one."""
-        kept = self._keypoint_file(index)
-        if kept is not None and kept.is_file():
-            try:
-                loaded = KeypointIndex.load(kept)
-            except Exception:  # a damaged copy is described again and replaced
-                loaded = None
-            if (
-                loaded is not None
-                and len(loaded) == len(records)
-                and all(record.item_id in loaded for record in records)
-            ):
-                return loaded, {record.item_id: record.sha256 for record in records}
-        return KeypointIndex(), {}
+        return folder / f"keypoints-{hashlib.sha256(settings.encode()).hexdigest()[:12]}.npz"
 
     def rerank(
         self,

@@ -86,7 +86,7 @@ class CatalogIndex:
         self._lock = threading.RLock()
         self._instance = next(_INSTANCES)
         self._changes = 0
-        self._saved: tuple[Path, int] | None = None  # (snapshot, changes) when loaded or saved
+        self._directory: Path | None = None  # loaded from or last saved to
 
     # -- queries -------------------------------------------------------------------------
 
@@ -108,13 +108,11 @@ class CatalogIndex:
         return (self._instance, self._changes)
 
     @property
-    def snapshot(self) -> Path | None:
-        """The snapshot folder this index was loaded from or last saved as, while it is
-        unchanged since (None otherwise): where files derived from its content may be kept."""
+    def directory(self) -> Path | None:
+        """The index folder (of snapshots) this index was loaded from or last saved to; None
+        before either. Caches derived from catalogue files, keyed by their sha256, live there."""
         with self._lock:
-            if self._saved is None or self._saved[1] != self._changes:
-                return None
-            return self._saved[0]
+            return self._directory
 
     def vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
         """The stored vectors of these items, by item id. Items not in the catalogue are left
@@ -333,7 +331,7 @@ class CatalogIndex:
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
                 raise
-            self._saved = (root / name, self._changes)
+            self._directory = root
         _remove_stale_snapshots(root, keep=name)
         return root / name
 
@@ -358,7 +356,7 @@ class CatalogIndex:
         finally:
             source.close()
         index._db.executescript(_SCHEMA)  # snapshots written before a table was added
-        index._saved = (snapshot, 0)
+        index._directory = Path(directory)
         return index
 
     def _write_snapshot(self, folder: Path) -> None:
