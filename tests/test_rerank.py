@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image, ImageFilter, ImageOps
 
 from lookalike import rerank
@@ -503,3 +504,25 @@ def test_a_damaged_kept_keypoint_index_is_described_again_and_replaced(
     kept.write_bytes(b"not an index")
     LocalVerifier(RerankConfig(vote=3)).sync_keypoints(index)
     assert len(KeypointIndex.load(kept)) == len(index)
+
+
+def test_a_batch_is_re_ranked_on_several_threads_with_the_same_verdicts(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    embedder, folder = catalogue
+    detector = load_detector(
+        folder / "index", model=embedder, verify=RerankConfig(shortlist=4, vote=3), top_k=3
+    )
+    queries = [rotated_crop(textured(seed)) for seed in range(4)]
+    queries += [collage_with(textured(5)), ImageOps.mirror(textured(6)), textured(90)]
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        alone = detector.check_many(queries)
+        torch.set_num_threads(2)
+        side_by_side = detector.check_many(queries)
+    finally:
+        torch.set_num_threads(threads)
+    assert [v.to_dict() for v in side_by_side] == [v.to_dict() for v in alone]
+    found = [v.best.item_id if v.best else None for v in alone[:6]]
+    assert found == ["item0", "item1", "item2", "item3", "item5", "item6"]
