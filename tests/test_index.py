@@ -227,10 +227,39 @@ def test_stored_vectors_come_back_by_item_id(factory: str) -> None:
     assert "item3" not in index.vectors(["item3"])
 
 
+@pytest.mark.parametrize("factory", ["IVF4,Flat", "IVF4,SQ8", "PCA32,IVF4,Flat"])
+def test_an_inverted_file_gives_its_vectors_back(factory: str, tmp_path: Path) -> None:
+    vectors = unit_vectors(400, seed=3)
+    index = CatalogIndex(MODEL, factory=factory)
+    index.add(Embeddings(vectors, MODEL), items(400))
+    found = index.vectors(["item1"])["item1"]
+    assert float(found @ vectors[1]) > 0.9  # exact for Flat, close for SQ8
+    index.save(tmp_path / "index")
+    reloaded = CatalogIndex.load(tmp_path / "index")
+    assert float(reloaded.vectors(["item7"])["item7"] @ vectors[7]) > 0.9
+
+
 def test_an_index_that_cannot_give_vectors_back_gives_none() -> None:
     index = CatalogIndex(MODEL, factory="IVF4,Flat")
     index.add(Embeddings(unit_vectors(400, seed=3), MODEL), items(400))
+    inverted = faiss.extract_index_ivf(index._faiss.index)  # as an index kind without one
+    inverted.set_direct_map_type(faiss.DirectMap.NoMap)
     assert index.vectors(["item1"]) == {}
+
+
+@pytest.mark.parametrize("factory", ["Flat", "IVF4,Flat", "HNSW16", "SQ8"])
+def test_removing_items_leaves_every_other_item_under_its_own_id(
+    factory: str, tmp_path: Path
+) -> None:
+    """An inverted file keeps its positions on removal, where FAISS's id map assumes that
+    later vectors move down: without tombstones every later item came back as another."""
+    index, vectors = filled_index(count=200, factory=factory)
+    index.remove(["item4", "item7", "item120"])
+    index.save(tmp_path / "index")
+    for searched in (index, CatalogIndex.load(tmp_path / "index")):
+        kept = [n for n in range(200) if n not in (4, 7, 120)]
+        results = searched.search(Embeddings(vectors[kept], MODEL), k=1)
+        assert [hits[0].record.item_id for hits in results] == [f"item{n}" for n in kept]
 
 
 def test_revision_changes_with_every_change_and_between_indexes(tmp_path: Path) -> None:

@@ -8,6 +8,7 @@ leaves the previous snapshot loadable.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import json
 import os
@@ -115,8 +116,9 @@ class CatalogIndex:
             return self._directory
 
     def vectors(self, item_ids: Iterable[str]) -> dict[str, np.ndarray]:
-        """The stored vectors of these items, by item id. Items not in the catalogue are left
-        out, and so are all items of index types that cannot give a vector back (IVF)."""
+        """The stored vectors of these items, by item id (approximate for compressed index
+        types). Items not in the catalogue are left out, and so are all items of an index
+        type that cannot give a vector back."""
         with self._lock:
             found: dict[str, np.ndarray] = {}
             for item_id in item_ids:
@@ -275,12 +277,10 @@ class CatalogIndex:
             if not found:
                 return []
             vids = np.array([vid for vid, _ in found], dtype=np.int64)
-            try:
+            tombstoned: list[int] = vids.tolist()
+            if _removal_keeps_ids(self._faiss):
                 self._faiss.remove_ids(faiss.IDSelectorBatch(vids))
-                tombstoned: list[int] = []
-            except RuntimeError:
-                # Graph indexes (HNSW) cannot delete: hide the vectors until a rebuild.
-                tombstoned = vids.tolist()
+                tombstoned = []
             with self._db:
                 self._db.executemany("DELETE FROM items WHERE vid = ?", [(int(v),) for v in vids])
                 self._db.executemany(
@@ -313,6 +313,7 @@ class CatalogIndex:
             embedder_recipe=state["embedder_recipe"],
         )
         self._faiss = faiss.deserialize_index(state["faiss"])
+        _allow_reconstruct(self._faiss)
         self._db.deserialize(state["sqlite"])
         self._db.executescript(_SCHEMA)  # tables added since the state was made
 
@@ -350,6 +351,7 @@ class CatalogIndex:
             embedder_recipe=meta.get("embedder_recipe"),
         )
         index._faiss = faiss.read_index(str(snapshot / "vectors.faiss"))
+        _allow_reconstruct(index._faiss)  # snapshots written before inverted files had one
         source = sqlite3.connect(snapshot / "catalog.sqlite")
         try:
             source.backup(index._db)
@@ -423,7 +425,35 @@ def _new_faiss_index(dim: int, factory: str) -> faiss.Index:
         inner = faiss.index_factory(dim, factory, faiss.METRIC_INNER_PRODUCT)
     except RuntimeError as exc:
         raise ValueError(f"bad FAISS factory string {factory!r}: {exc}") from exc
-    return faiss.IndexIDMap2(inner)
+    index = faiss.IndexIDMap2(inner)
+    _allow_reconstruct(index)
+    return index
+
+
+def _inner(index: faiss.Index) -> faiss.Index:
+    """The index under the id map and any pre-transforms (PCA, OPQ)."""
+    inner = faiss.downcast_index(index.index)
+    while isinstance(inner, faiss.IndexPreTransform):
+        inner = faiss.downcast_index(inner.index)
+    return inner
+
+
+def _removal_keeps_ids(index: faiss.Index) -> bool:
+    """Whether ``remove_ids`` leaves the id map right: the id map assumes the vectors after
+    a removed one move down a place, which flat storage (Flat, SQ, PQ) does; an inverted
+    file (IVF) keeps its positions, so every later item would be reported under another
+    item's id, and a graph (HNSW) cannot remove at all. Those get tombstones instead."""
+    return isinstance(_inner(index), faiss.IndexFlatCodes)
+
+
+def _allow_reconstruct(index: faiss.Index) -> None:
+    """Give an inverted file a direct map, so stored vectors can be read back by id (for
+    scoring keypoint voting's candidates); nothing is ever removed from one (tombstones),
+    so its positions stay consecutive, as the map needs."""
+    ivf = faiss.try_extract_index_ivf(_inner(index))
+    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+        with contextlib.suppress(RuntimeError):  # a kind without one: vectors() gives none
+            ivf.make_direct_map()
 
 
 def current_snapshot(root: Path) -> Path:
