@@ -430,7 +430,7 @@ def _new_faiss_index(dim: int, factory: str) -> faiss.Index:
     return index
 
 
-def _inner(index: faiss.Index) -> faiss.Index:
+def _inner(index: Any) -> Any:
     """The index under the id map and any pre-transforms (PCA, OPQ)."""
     inner = faiss.downcast_index(index.index)
     while isinstance(inner, faiss.IndexPreTransform):
@@ -451,7 +451,8 @@ def _allow_reconstruct(index: faiss.Index) -> None:
     scoring keypoint voting's candidates); nothing is ever removed from one (tombstones),
     so its positions stay consecutive, as the map needs."""
     ivf = faiss.try_extract_index_ivf(_inner(index))
-    if ivf is not None and ivf.direct_map.type == faiss.DirectMap.NoMap:
+    no_map = faiss.DirectMap.NoMap  # type: ignore[attr-defined]
+    if ivf is not None and ivf.direct_map.type == no_map:
         with contextlib.suppress(RuntimeError):  # a kind without one: vectors() gives none
             ivf.make_direct_map()
 
