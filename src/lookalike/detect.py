@@ -374,7 +374,7 @@ class Detector:
             return self.verdict(hits[:top_k])
 
         # ORB, FAISS and RANSAC release the GIL: the batch's photos are re-ranked side by
-        # side on as many threads as torch may use (22% more photos/s on 2 cores).
+        # side on as many threads as torch may use (~20% more photos/s on 2 cores).
         workers = min(torch.get_num_threads(), len(rows))
         if verifier is None or originals is None or workers < 2:
             return [verdict_at(position) for position in range(len(rows))]
