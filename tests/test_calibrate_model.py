@@ -46,6 +46,8 @@ def test_calibrate_writes_a_calibrated_half_precision_checkpoint(
             "3",
             "--queries-per-kind",
             "3",
+            "--sibling-penalty",
+            "0.5",
             "--quiet",
         ]
     )
@@ -59,6 +61,7 @@ def test_calibrate_writes_a_calibrated_half_precision_checkpoint(
         assert thresholds["review"] <= thresholds["copy"]
         assert len(metadata[f"calibration{suffix}"]["scores"]) > 1
     assert metadata["rerank"]["shortlist"] == 3 and "history" not in metadata
+    assert metadata["rerank"]["sibling_penalty"] == 0.5
     assert out.stat().st_size < trained.stat().st_size * 0.6  # fp16 weights
 
     embedder = create_embedder(out)

@@ -27,6 +27,7 @@ from lookalike.rerank import (
     RerankConfig,
     load_reference_image,
 )
+from lookalike.siblings import SiblingSimilarity
 from lookalike.verdict_evidence import evidence_panels
 
 
@@ -526,3 +527,30 @@ def test_a_batch_is_re_ranked_on_several_threads_with_the_same_verdicts(
     assert [v.to_dict() for v in side_by_side] == [v.to_dict() for v in alone]
     found = [v.best.item_id if v.best else None for v in alone[:6]]
     assert found == ["item0", "item1", "item2", "item3", "item5", "item6"]
+
+
+def test_re_ranked_scores_are_lowered_by_the_sibling_penalty(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    embedder, folder = catalogue
+    query = rotated_crop(textured(3))
+    scores = {}
+    for penalty in (0.0, 1.0):
+        detector = load_detector(
+            folder / "index",
+            model=embedder,
+            verify=RerankConfig(shortlist=8, sibling_penalty=penalty),
+            top_k=8,
+        )
+        scores[penalty] = {m.item_id: m.score for m in detector.check(query).matches}
+    index = CatalogIndex.load(folder / "index")
+    relative = SiblingSimilarity(index, RerankConfig().sibling_neighbours).relative(scores[1.0])
+    assert any(abs(value) > 0.01 for value in relative.values())
+    for item_id, score in scores[1.0].items():
+        assert score == pytest.approx(scores[0.0][item_id] - relative[item_id], abs=1e-4)
+
+
+def test_settings_stored_before_the_sibling_penalty_keep_it_off() -> None:
+    stored = RerankConfig().to_dict()
+    del stored["sibling_penalty"]
+    assert RerankConfig.from_dict(stored).sibling_penalty == 0.0

@@ -433,6 +433,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         shortlist=args.shortlist,
         band=tuple(args.verify_band) if args.verify_band else None,
         **({} if args.vote is None else {"vote": args.vote}),
+        **({} if args.sibling_penalty is None else {"sibling_penalty": args.sibling_penalty}),
     )
     added = calibrate_model(
         args.checkpoint,
@@ -777,6 +778,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="catalogue photos sharing the most keypoints with a listing that join its "
         "shortlist (default: re-ranking's default, 3; 0: none)",
+    )
+    cal.add_argument(
+        "--sibling-penalty",
+        type=float,
+        default=None,
+        help="re-ranked scores lowered by this times the catalogue photo's similarity to its "
+        "closest other catalogue photos above the catalogue's mean (default 1; 0: off)",
     )
     cal.add_argument(
         "--queries-per-kind",

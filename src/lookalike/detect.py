@@ -23,6 +23,7 @@ from .logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
 from .rerank import HitsFor, LocalVerifier, RerankConfig, VerifiedHit
+from .siblings import SiblingSimilarity
 from .training.calibration import Calibration
 
 Label = Literal["copy", "logo", "review", "clear"]
@@ -184,6 +185,9 @@ class Detector:
             calibration = Calibration.from_dict(metadata[f"calibration{suffix}"])
         self.calibration = calibration
         self.verifier = verifier
+        self._siblings = None
+        if verifier is not None and verifier.config.sibling_penalty:
+            self._siblings = SiblingSimilarity(index, verifier.config.sibling_neighbours)
         self.top_k = top_k
         self.tiles = tiles
         self.logo_matcher = logo_matcher
@@ -370,6 +374,7 @@ class Detector:
                 invert = negatives[position] if negatives is not None else None
                 hits_for = self._hits_for(vectors[position]) if vectors is not None else None
                 verified = verifier.rerank(original, hits, invert=invert, hits_for=hits_for)
+                verified = self._with_sibling_penalty(verified)
                 return self.verdict_from([_verified_match(v, scale) for v in verified[:top_k]])
             return self.verdict(hits[:top_k])
 
@@ -380,6 +385,19 @@ class Detector:
             return [verdict_at(position) for position in range(len(rows))]
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(verdict_at, range(len(rows))))
+
+    def _with_sibling_penalty(self, verified: list[VerifiedHit]) -> list[VerifiedHit]:
+        """Fused scores lowered for catalogue photos with close siblings in the catalogue
+        (raised for distinctive ones), best first again (:mod:`.siblings`)."""
+        if self._siblings is None or self.verifier is None or not verified:
+            return verified
+        penalty = self.verifier.config.sibling_penalty
+        relative = self._siblings.relative(v.hit.record.item_id for v in verified)
+        adjusted = [
+            replace(v, score=v.score - penalty * relative.get(v.hit.record.item_id, 0.0))
+            for v in verified
+        ]
+        return sorted(adjusted, key=lambda v: v.score, reverse=True)
 
     def _hits_for(self, vectors: np.ndarray) -> HitsFor:
         """Scores catalogue items as the tile search would have: the best similarity to the

@@ -68,7 +68,10 @@ class RerankConfig:
     candidate is confirmed and the listing is this blurred or more (variance of its
     Laplacian at ``agreement_side`` below this), the ``blur_candidates`` best are matched
     again by SIFT at ``blur_side`` px, which finds corners where ORB's FAST finds none
-    (None, as in settings stored before it existed: never)."""
+    (None, as in settings stored before it existed: never). ``sibling_penalty``: fused
+    scores are lowered by this times the catalogue photo's similarity to its
+    ``sibling_neighbours`` closest other catalogue photos above the catalogue's mean
+    (:mod:`lookalike.siblings`; 0, as in settings stored before it existed: not at all)."""
 
     shortlist: int = 30
     band: tuple[float, float] | None = None
@@ -86,6 +89,8 @@ class RerankConfig:
     blur_retry: float | None = 20.0
     blur_candidates: int = 5
     blur_side: int = 224
+    sibling_penalty: float = 1.0
+    sibling_neighbours: int = 5
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -100,6 +105,7 @@ class RerankConfig:
         values.setdefault("invert_retry", False)
         values.setdefault("vote", 0)
         values.setdefault("blur_retry", None)
+        values.setdefault("sibling_penalty", 0.0)
         if values.get("band") is not None:
             values["band"] = (float(values["band"][0]), float(values["band"][1]))
         return cls(**values)
