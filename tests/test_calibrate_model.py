@@ -48,6 +48,8 @@ def test_calibrate_writes_a_calibrated_half_precision_checkpoint(
             "3",
             "--sibling-penalty",
             "0.5",
+            "--descriptor-sibling-penalty",
+            "0.25",
             "--quiet",
         ]
     )
@@ -62,11 +64,13 @@ def test_calibrate_writes_a_calibrated_half_precision_checkpoint(
         assert len(metadata[f"calibration{suffix}"]["scores"]) > 1
     assert metadata["rerank"]["shortlist"] == 3 and "history" not in metadata
     assert metadata["rerank"]["sibling_penalty"] == 0.5
+    assert metadata["sibling_penalty"] == 0.25
     assert out.stat().st_size < trained.stat().st_size * 0.6  # fp16 weights
 
     embedder = create_embedder(out)
     plain = Detector(embedder, new_index_for(embedder))
     verified = Detector(embedder, new_index_for(embedder), verifier=LocalVerifier())
+    assert (plain.sibling_penalty, verified.sibling_penalty) == (0.25, 1.0)  # defaults here
     assert plain.thresholds == Thresholds(**metadata["thresholds"])
     assert verified.thresholds == Thresholds(**metadata["thresholds_verified"])
     assert plain.calibration is not None and verified.calibration is not None

@@ -554,3 +554,22 @@ def test_settings_stored_before_the_sibling_penalty_keep_it_off() -> None:
     stored = RerankConfig().to_dict()
     del stored["sibling_penalty"]
     assert RerankConfig.from_dict(stored).sibling_penalty == 0.0
+
+
+def test_descriptor_only_scores_take_the_penalty_the_model_was_calibrated_with(
+    catalogue: tuple[Embedder, Path],
+) -> None:
+    embedder, folder = catalogue
+    query = rotated_crop(textured(3))
+    index = CatalogIndex.load(folder / "index")
+    recorded = float(embedder.metadata.get("sibling_penalty", 0.0))  # 0: calibrated before
+    assert Detector(embedder, index).sibling_penalty == recorded
+    plain = Detector(embedder, index, top_k=8, sibling_penalty=0.0)
+    penalised = Detector(embedder, index, top_k=8, sibling_penalty=0.5)
+    before = {m.item_id: m.score for m in plain.check(query).matches}
+    after = {m.item_id: m.score for m in penalised.check(query).matches}
+    relative = SiblingSimilarity(index).relative(after)
+    assert any(abs(value) > 0.01 for value in relative.values())
+    for item_id, score in after.items():
+        assert score == pytest.approx(before[item_id] - 0.5 * relative[item_id], abs=1e-4)
+    assert list(after.values()) == sorted(after.values(), reverse=True)

@@ -1,4 +1,7 @@
-"""Query tiles: boxes, config, preprocessing, merging, and a collage cell found by its tile."""
+"""Query tiles: boxes, config, preprocessing, merging, and a collage cell found by its tile.
+
+Detectors here run without the sibling penalty (tested in test_siblings / test_rerank):
+these tests check the tiles' own score arithmetic."""
 
 from __future__ import annotations
 
@@ -148,8 +151,8 @@ def test_a_collage_cell_is_found_by_its_tile(
     shared_embedder: Embedder, collage_index: CatalogIndex
 ) -> None:
     photo = collage([synthetic_image(s) for s in (40, 41, 3, 42)])  # item003 bottom left
-    plain = Detector(shared_embedder, collage_index)
-    tiled = Detector(shared_embedder, collage_index, tiles=TileConfig())
+    plain = Detector(shared_embedder, collage_index, sibling_penalty=0.0)
+    tiled = Detector(shared_embedder, collage_index, tiles=TileConfig(), sibling_penalty=0.0)
     found = tiled.check(photo).matches[0]
     assert found.item_id == "item003"
     assert found.score >= 0.95 - TileConfig().penalty
@@ -161,8 +164,10 @@ def test_a_photo_uploaded_sideways_is_found_by_its_turned_tile(
     shared_embedder: Embedder, collage_index: CatalogIndex
 ) -> None:
     photo = synthetic_image(5).transpose(Image.Transpose.ROTATE_270)  # turned clockwise
-    turned = Detector(shared_embedder, collage_index, tiles=TileConfig())
-    unturned = Detector(shared_embedder, collage_index, tiles=TileConfig(turns=()))
+    turned = Detector(shared_embedder, collage_index, tiles=TileConfig(), sibling_penalty=0.0)
+    unturned = Detector(
+        shared_embedder, collage_index, tiles=TileConfig(turns=()), sibling_penalty=0.0
+    )
     found = turned.check(photo).matches[0]
     assert found.item_id == "item005"
     assert found.score >= 0.95 - TileConfig().penalty  # the 90-degree tile undoes the turn
@@ -175,8 +180,10 @@ def test_a_paste_off_the_grid_is_found_by_its_framed_region(
 ) -> None:
     photo = Image.new("RGB", (512, 512), (230, 200, 120))
     photo.paste(synthetic_image(8).resize((190, 190)), (150, 205))  # across four 3x3 cells
-    framed = Detector(shared_embedder, collage_index, tiles=TileConfig())
-    unframed = Detector(shared_embedder, collage_index, tiles=TileConfig(frames=0))
+    framed = Detector(shared_embedder, collage_index, tiles=TileConfig(), sibling_penalty=0.0)
+    unframed = Detector(
+        shared_embedder, collage_index, tiles=TileConfig(frames=0), sibling_penalty=0.0
+    )
     found = framed.check(photo).matches[0]
     assert found.item_id == "item008"
     assert found.score >= 0.95 - TileConfig().penalty
@@ -192,8 +199,10 @@ def test_a_negative_photo_is_found_by_its_negative_tile(
     index = new_index_for(shared_embedder)
     add_entries(index, shared_embedder, load_catalog(tmp_path), progress=False)
     photo = ImageOps.invert(synthetic_image(6).convert("L")).convert("RGB")
-    with_negative = Detector(shared_embedder, index, tiles=TileConfig())
-    without = Detector(shared_embedder, index, tiles=TileConfig(negative=False))
+    with_negative = Detector(shared_embedder, index, tiles=TileConfig(), sibling_penalty=0.0)
+    without = Detector(
+        shared_embedder, index, tiles=TileConfig(negative=False), sibling_penalty=0.0
+    )
     found = with_negative.check(photo).matches[0]
     assert found.item_id == "item006"
     assert found.score >= 0.95 - TileConfig().penalty
@@ -227,6 +236,6 @@ def test_tiles_follow_the_model_and_the_flags() -> None:
 def test_tiles_travel_with_the_preprocessor(
     shared_embedder: Embedder, collage_index: CatalogIndex, tmp_path: Path
 ) -> None:
-    tiled = Detector(shared_embedder, collage_index, tiles=TileConfig())
+    tiled = Detector(shared_embedder, collage_index, tiles=TileConfig(), sibling_penalty=0.0)
     assert tiled.preprocessor.tiles == TileConfig()
     assert Detector(shared_embedder, collage_index).preprocessor.tiles is None

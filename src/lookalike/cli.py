@@ -442,6 +442,11 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         work=args.work,
         rerank=rerank,
         tiles=None if args.no_tiles else TileConfig(),
+        **(
+            {}
+            if args.descriptor_sibling_penalty is None
+            else {"sibling_penalty": args.descriptor_sibling_penalty}
+        ),
         queries_per_kind=args.queries_per_kind,
         progress=not args.quiet,
     )
@@ -785,6 +790,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="re-ranked scores lowered by this times the catalogue photo's similarity to its "
         "closest other catalogue photos above the catalogue's mean (default 1; 0: off)",
+    )
+    cal.add_argument(
+        "--descriptor-sibling-penalty",
+        type=float,
+        default=None,
+        help="the same for descriptor-only scores (default 0.75; 0: off)",
     )
     cal.add_argument(
         "--queries-per-kind",

@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 import torch
@@ -23,12 +23,13 @@ from .logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher
 from .model import Embedder, EmbedderRecipe, create_embedder, create_embedder_from_recipe
 from .model.embedder import Precision
 from .rerank import HitsFor, LocalVerifier, RerankConfig, VerifiedHit
-from .siblings import SiblingSimilarity
+from .siblings import SIBLING_NEIGHBOURS, SiblingSimilarity
 from .training.calibration import Calibration
 
 Label = Literal["copy", "logo", "review", "clear"]
 LABELS: tuple[Label, ...] = ("copy", "logo", "review", "clear")
 Point = tuple[float, float]
+Scored = TypeVar("Scored", SearchHit, VerifiedHit)  # a search hit, or a re-ranked one
 
 
 @dataclass(frozen=True)
@@ -169,7 +170,12 @@ class Detector:
         top_k: int = 5,
         logo_matcher: LogoMatcher | None = None,
         tiles: TileConfig | None = None,
+        sibling_penalty: float | None = None,
     ) -> None:
+        """``sibling_penalty``: scores lowered by this times each catalogue photo's sibling
+        similarity above the catalogue's mean (:mod:`.siblings`); None: the model's setting
+        for the mode (``RerankConfig.sibling_penalty`` when re-ranking, else the
+        ``sibling_penalty`` its calibration recorded; 0 for a model calibrated before)."""
         if embedder.fingerprint != index.model:
             raise EmbedderMismatchError(index.model, embedder.fingerprint)
         self.embedder = embedder
@@ -185,9 +191,12 @@ class Detector:
             calibration = Calibration.from_dict(metadata[f"calibration{suffix}"])
         self.calibration = calibration
         self.verifier = verifier
-        self._siblings = None
-        if verifier is not None and verifier.config.sibling_penalty:
-            self._siblings = SiblingSimilarity(index, verifier.config.sibling_neighbours)
+        if sibling_penalty is None:
+            stored = metadata.get("sibling_penalty", 0.0)
+            sibling_penalty = verifier.config.sibling_penalty if verifier else float(stored)
+        self.sibling_penalty = sibling_penalty
+        neighbours = verifier.config.sibling_neighbours if verifier else SIBLING_NEIGHBOURS
+        self._siblings = SiblingSimilarity(index, neighbours) if sibling_penalty else None
         self.top_k = top_k
         self.tiles = tiles
         self.logo_matcher = logo_matcher
@@ -345,7 +354,9 @@ class Detector:
 
     def _search_depth(self, top_k: int | None) -> int:
         shortlist = self.verifier.config.shortlist if self.verifier else 0
-        return max(top_k or self.top_k, shortlist)
+        wanted = top_k or self.top_k
+        # the sibling penalty may lift a hit from below the first top_k
+        return max(2 * wanted if self._siblings else wanted, shortlist)
 
     def _verdicts(
         self,
@@ -376,7 +387,7 @@ class Detector:
                 verified = verifier.rerank(original, hits, invert=invert, hits_for=hits_for)
                 verified = self._with_sibling_penalty(verified)
                 return self.verdict_from([_verified_match(v, scale) for v in verified[:top_k]])
-            return self.verdict(hits[:top_k])
+            return self.verdict(self._with_sibling_penalty(list(hits))[:top_k])
 
         # ORB, FAISS and RANSAC release the GIL: the batch's photos are re-ranked side by
         # side on as many threads as torch may use (~20% more photos/s on 2 cores).
@@ -386,18 +397,21 @@ class Detector:
         with ThreadPoolExecutor(workers) as pool:
             return list(pool.map(verdict_at, range(len(rows))))
 
-    def _with_sibling_penalty(self, verified: list[VerifiedHit]) -> list[VerifiedHit]:
-        """Fused scores lowered for catalogue photos with close siblings in the catalogue
-        (raised for distinctive ones), best first again (:mod:`.siblings`)."""
-        if self._siblings is None or self.verifier is None or not verified:
-            return verified
-        penalty = self.verifier.config.sibling_penalty
-        relative = self._siblings.relative(v.hit.record.item_id for v in verified)
+    def _with_sibling_penalty(self, found: list[Scored]) -> list[Scored]:
+        """Scores (fused, or descriptor-only) lowered for catalogue photos with close
+        siblings in the catalogue (raised for distinctive ones), best first again
+        (:mod:`.siblings`)."""
+        if self._siblings is None or not found:
+            return found
+        relative = self._siblings.relative(each.record.item_id for each in found)
         adjusted = [
-            replace(v, score=v.score - penalty * relative.get(v.hit.record.item_id, 0.0))
-            for v in verified
+            replace(
+                each,
+                score=each.score - self.sibling_penalty * relative.get(each.record.item_id, 0.0),
+            )
+            for each in found
         ]
-        return sorted(adjusted, key=lambda v: v.score, reverse=True)
+        return sorted(adjusted, key=lambda each: each.score, reverse=True)
 
     def _hits_for(self, vectors: np.ndarray) -> HitsFor:
         """Scores catalogue items as the tile search would have: the best similarity to the

@@ -122,6 +122,10 @@ class VerifiedHit:
     evidence: CopyEvidence | None = None  # where the confirmed copy lies, for moderators
     inverted: bool = False  # confirmed on the listing's negative
 
+    @property
+    def record(self) -> CatalogRecord:
+        return self.hit.record
+
 
 @dataclass(frozen=True)
 class CopyEvidence:

@@ -20,6 +20,7 @@ from ..detect import Detector
 from ..model import create_embedder, load_checkpoint, save_checkpoint
 from ..model.network import DescriptorNet
 from ..rerank import LocalVerifier, RerankConfig
+from ..siblings import DESCRIPTOR_SIBLING_PENALTY
 from .calibration import Calibration, calibrate_predictions, choose_thresholds
 from .evaluate import index_references, score_queries
 from .metrics import read_ground_truth
@@ -43,14 +44,17 @@ def calibrate_model(
     work: str | os.PathLike[str],
     rerank: RerankConfig | None = None,
     tiles: TileConfig | None = DEFAULT_TILES,
+    sibling_penalty: float = DESCRIPTOR_SIBLING_PENALTY,
     queries_per_kind: int = 30,
     copy_precision: float = 0.9,
     review_precision: float = 0.5,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write ``out``: the checkpoint's weights (fp16) with calibrations and thresholds for
-    both modes and the re-ranking settings they assume: descriptor only, and re-ranking of a
-    shortlist that query ``tiles`` (None: none) widen. Returns the added metadata."""
+    both modes and the re-ranking settings they assume: descriptor only (its scores lowered
+    by ``sibling_penalty`` times each catalogue photo's sibling similarity, see
+    :mod:`lookalike.siblings`), and re-ranking of a shortlist that query ``tiles`` (None:
+    none) widen (its own penalty in ``rerank``). Returns the added metadata."""
     work_dir = Path(work)
     bench = build_copy_benchmark(
         images,
@@ -62,10 +66,10 @@ def calibrate_model(
     index = index_references(embedder, bench, progress)
     rerank = rerank or RerankConfig()
     modes = {
-        "": Detector(embedder, index),
+        "": Detector(embedder, index, sibling_penalty=sibling_penalty),
         "_verified": Detector(embedder, index, verifier=LocalVerifier(rerank), tiles=tiles),
     }
-    added: dict[str, Any] = {"rerank": rerank.to_dict()}
+    added: dict[str, Any] = {"rerank": rerank.to_dict(), "sibling_penalty": sibling_penalty}
     if tiles is not None:
         added["tiles"] = tiles.to_dict()
     for suffix, detector in modes.items():
