@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import re
@@ -21,6 +22,8 @@ from lookalike.data.benchmark import (
     split_images,
 )
 from lookalike.data.synthetic import synthetic_image
+from lookalike.model import create_embedder
+from lookalike.training.evaluate import evaluate_on_benchmark
 from lookalike.training.metrics import Prediction, read_ground_truth
 from lookalike.verify import match_and_verify, orb_features
 
@@ -250,3 +253,17 @@ def test_verify_blank_and_tiny_images_give_zero(size: tuple[int, int]) -> None:
         result = match_and_verify(query, reference)
         assert result.inliers == 0
         assert result.homography is None
+
+
+def test_models_are_evaluated_on_the_same_terms_whatever_penalty_they_recorded(
+    built: BenchmarkPaths, tmp_path: Path
+) -> None:
+    """A freshly trained model records no sibling penalty, the shipped one does: before and
+    after fine-tuning must still be scored alike."""
+    shipped = create_embedder("default")
+    unrecorded = dataclasses.replace(
+        shipped, metadata={k: v for k, v in shipped.metadata.items() if k != "sibling_penalty"}
+    )
+    first = evaluate_on_benchmark(shipped, built, tmp_path / "a", progress=False)
+    second = evaluate_on_benchmark(unrecorded, built, tmp_path / "b", progress=False)
+    assert first.predictions.read_text() == second.predictions.read_text()

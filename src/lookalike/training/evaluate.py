@@ -15,6 +15,7 @@ from ..indexing import add_entries, new_index_for
 from ..model import Embedder, create_embedder
 from ..rerank import LocalVerifier, RerankConfig
 from ..scoring import discard_output, score_images
+from ..siblings import DESCRIPTOR_SIBLING_PENALTY
 from .metrics import EvalResult, Prediction, evaluate, read_ground_truth, read_predictions
 
 
@@ -38,16 +39,25 @@ def evaluate_on_benchmark(
     work: str | os.PathLike[str],
     *,
     rerank: RerankConfig | None = None,
+    sibling_penalty: float = DESCRIPTOR_SIBLING_PENALTY,
     top_k: int = 10,
     progress: bool = True,
 ) -> BenchmarkResult:
     """Index the references, score the queries (ISC rows), and evaluate like `lookalike eval`.
 
-    ``rerank`` turns on local-feature re-ranking with those settings.
+    ``rerank`` turns on local-feature re-ranking with those settings (its sibling penalty
+    included); without it, descriptor scores take ``sibling_penalty`` (:mod:`..siblings`),
+    whatever the model recorded, so that two models (before and after fine-tuning) are
+    compared on the same terms.
     """
     embedder = model if isinstance(model, Embedder) else create_embedder(model)
     verifier = LocalVerifier(rerank) if rerank is not None else None
-    detector = Detector(embedder, index_references(embedder, bench, progress), verifier=verifier)
+    detector = Detector(
+        embedder,
+        index_references(embedder, bench, progress),
+        verifier=verifier,
+        sibling_penalty=None if verifier is not None else sibling_penalty,
+    )
     predictions_path = Path(work) / "predictions.csv"
     predictions = score_queries(detector, bench, predictions_path, top_k=top_k, progress=progress)
     metrics = evaluate(read_ground_truth(bench.ground_truth_csv), predictions)
