@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
+from .files import write_atomically
 from .verify import one_openmp_thread
 
 Descriptors = npt.NDArray[Any]  # (n, 32) uint8: ORB's 256-bit descriptors
@@ -149,7 +150,7 @@ class KeypointIndex:
         return best
 
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to ``path`` atomically (a temporary file renamed over it)."""
+        """Write the index to ``path`` atomically (:func:`lookalike.files.write_atomically`)."""
         index, owners = self._searchable()
         with self._lock:
             photos = json.dumps(
@@ -159,20 +160,16 @@ class KeypointIndex:
         searchable = np.zeros(0, np.uint8)
         if index is not None:
             searchable = np.asarray(_faiss().serialize_index_binary(index), dtype=np.uint8)
-        target = Path(path)
-        staging = target.with_name(f".{target.name}.{os.getpid()}.{threading.get_ident()}")
-        try:
-            with open(staging, "wb") as file:
-                np.savez(
-                    file,
-                    faiss=searchable,
-                    owners=owners,
-                    photos=np.frombuffer(photos, dtype=np.uint8),
-                    inverted=np.array(inverted),
-                )
-            os.replace(staging, target)
-        finally:
-            staging.unlink(missing_ok=True)
+        write_atomically(
+            Path(path),
+            lambda file: np.savez(
+                file,
+                faiss=searchable,
+                owners=owners,
+                photos=np.frombuffer(photos, dtype=np.uint8),
+                inverted=np.array(inverted),
+            ),
+        )
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], **settings: Any) -> KeypointIndex:
