@@ -38,6 +38,7 @@ from .data.sizing import fit, shrink
 from .index import CatalogIndex, CatalogRecord, SearchHit
 from .keypoint_index import KeypointIndex
 from .logos.geometry import Point, box_corners, covers, plausible_view, project
+from .siblings import SIBLING_NEIGHBOURS
 from .verify import (
     LocalFeatures,
     Verification,
@@ -90,7 +91,7 @@ class RerankConfig:
     blur_candidates: int = 5
     blur_side: int = 224
     sibling_penalty: float = 1.0
-    sibling_neighbours: int = 5
+    sibling_neighbours: int = SIBLING_NEIGHBOURS
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

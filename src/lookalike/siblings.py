@@ -29,7 +29,7 @@ from .index import CatalogIndex
 
 # The catalogue's typical sibling similarity is estimated from this many photos (seeded).
 TYPICAL_SAMPLE = 1000
-SIBLING_NEIGHBOURS = 5  # as RerankConfig.sibling_neighbours; descriptor-only mode uses it
+SIBLING_NEIGHBOURS = 5  # the default of RerankConfig.sibling_neighbours and descriptor-only
 # Descriptor-only scores, chosen on the calibration set (5 neighbours; k 3 measured alike):
 # µAP 0.557 -> 0.637, recall at precision 0.9 0.281 -> 0.519, recall@1 0.723 -> 0.721
 # (0.5: 0.621 / 0.444 / 0.727; 1: 0.643 / 0.548 / 0.704).
