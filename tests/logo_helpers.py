@@ -78,10 +78,10 @@ def still_paste(**changes: Any) -> PasteConfig:
 TEST_LOGO_NETWORK = LogoNetConfig(widths=(16, 32, 64, 128))
 
 
-def write_logo_model(path: Path, seed: int = 0) -> Path:
+def write_logo_model(path: Path, seed: int = 0, channels: int = 1) -> Path:
     """A LogoNet with seeded random weights, saved where ``--logo-model`` can find it."""
     torch.manual_seed(seed)
-    return save_logo_model(path, LogoNet(TEST_LOGO_NETWORK))
+    return save_logo_model(path, LogoNet(replace(TEST_LOGO_NETWORK, channels=channels)))
 
 
 # A photo descriptor as small as the registry allows, so detectors are cheap to build: the

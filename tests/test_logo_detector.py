@@ -26,6 +26,7 @@ from logo_helpers import (
     paste_logo,
     tiny_embedder,
     verify_all,
+    write_logo_model,
 )
 from lookalike.data.decode import decode_image, full_size
 from lookalike.data.manifest import load_catalog
@@ -212,6 +213,22 @@ def test_preprocessor_keeps_a_photo_copy_and_cuts_windows(detector: Detector) ->
     assert prepared.image is not None and max(prepared.image.size) == 640
     assert prepared.windows is not None and len(prepared.windows) > 0
     assert prepared.source_size == (900, 600)
+
+
+def test_a_colour_logo_model_gets_colour_windows_from_the_preprocessor(
+    embedder: Embedder, photo_index: CatalogIndex, tmp_path: Path
+) -> None:
+    catalog = build_catalog(write_logo_model(tmp_path / "colour.pt", channels=3), tmp_path)
+    colour = Detector(
+        embedder, photo_index, PHOTO_THRESHOLDS, logo_matcher=LogoMatcher(catalog, verify_all())
+    )
+    assert colour.preprocessor.logo_channels == 3
+    photo, box = paste_logo(draw_logos()["shapes"])
+    prepared = colour.prepare(photo)
+    assert prepared.windows is not None and prepared.windows.pixels.shape[1] == 3
+    best = colour.check(photo).logos[0]
+    assert best.item_id == "shapes" and best.region is not None
+    assert corner_error(best.region, box) <= 0.1 * 128
 
 
 def test_check_reports_the_logo(detector: Detector) -> None:

@@ -27,6 +27,7 @@ from logo_helpers import (
     one_torch_thread,
     paste_logo,
     verify_all,
+    write_logo_model,
 )
 from lookalike.index import CatalogRecord, SearchHit
 from lookalike.logos.alignment import Alignment
@@ -390,6 +391,25 @@ def test_a_logo_differing_from_its_ground_in_hue_only_is_found_in_colour(
     assert corner_error(best.region, box) <= 0.1 * side_of(box)
     assert verify_all().grid.colour_from is None  # colour windows are opt-in
     assert all(m.inliers == 0 for m in LogoMatcher(catalog, verify_all()).match(photo))
+
+
+def test_a_colour_network_finds_a_hue_only_logo_and_verifies_it_in_colour(
+    logos: dict[str, Image.Image], tmp_path: Path
+) -> None:
+    """A 3-channel logo network sees grey and colour in every window; the verifier goes to
+    the view where the window shows the most contrast: here red-green."""
+    catalog = build_catalog(write_logo_model(tmp_path / "colour.pt", channels=3), tmp_path)
+    matcher = LogoMatcher(catalog, verify_all())
+    photo = Image.new("RGB", (320, 320), (60, 140, 60))
+    shown = recoloured(logos["badge"], (230, 53, 0)).resize((128, 128), Image.Resampling.LANCZOS)
+    photo.paste(shown, (96, 96), shown)
+    windows = matcher.windows(photo)
+    assert windows.pixels.shape[1] == 3 and windows.strongest is not None
+    best = matcher.match(photo)[0]
+    assert best.record.item_id == "badge" and best.inliers >= MIN_INLIERS
+    assert corner_error(best.region, (96.0, 96.0, 224.0, 224.0)) <= 0.1 * 128
+    with pytest.raises(ValueError, match="colour_from"):
+        LogoMatcher(catalog, replace(verify_all(), grid=WindowGrid(colour_from=0.3)))
 
 
 def test_colour_windows_add_candidates_but_never_displace_grey_ones(catalog: LogoCatalog) -> None:

@@ -19,6 +19,7 @@ from lookalike.logos.network import (
     load_logo_model,
     save_logo_model,
     standardise,
+    with_colour_inputs,
 )
 from lookalike.model.checkpoint import CheckpointError
 
@@ -45,7 +46,13 @@ def windows(count: int = 6, side: int = 48, seed: int = 0) -> torch.Tensor:
 
 @pytest.mark.parametrize(
     "kwargs",
-    [{"input_size": 40}, {"input_size": 8}, {"widths": (8, 8, 8)}, {"widths": (0, 8, 8, 8)}],
+    [
+        {"input_size": 40},
+        {"input_size": 8},
+        {"widths": (8, 8, 8)},
+        {"widths": (0, 8, 8, 8)},
+        {"channels": 2},
+    ],
 )
 def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
     with pytest.raises(ValueError):
@@ -53,8 +60,10 @@ def test_bad_configs_are_refused(kwargs: dict[str, object]) -> None:
 
 
 def test_config_dict_round_trip() -> None:
-    config = LogoNetConfig(input_size=64, widths=(8, 16, 24, 32), dim=40, gem_p=2.5)
+    config = LogoNetConfig(input_size=64, widths=(8, 16, 24, 32), dim=40, gem_p=2.5, channels=3)
     assert LogoNetConfig.from_dict(config.to_dict()) == config
+    before_colour = {k: v for k, v in config.to_dict().items() if k != "channels"}
+    assert LogoNetConfig.from_dict(before_colour).channels == 1  # older models were grey
     with pytest.raises(ValueError):
         LogoNetConfig.from_dict({**config.to_dict(), "widths": [8, 16, 24]})
 
@@ -109,6 +118,37 @@ def test_standardise_gives_zero_mean_unit_contrast() -> None:
     assert x.dtype == torch.float32
     torch.testing.assert_close(x.mean(dim=(-2, -1)), torch.zeros(6, 1), atol=1e-5, rtol=0)
     torch.testing.assert_close(x.std(dim=(-2, -1)), torch.ones(6, 1), atol=1e-4, rtol=0)
+
+
+def test_standardise_shares_one_contrast_over_channels() -> None:
+    """Each channel is centred; the contrast is that of all channels together, so a window
+    whose pattern is in colour only gets it at full contrast, and flat colour stays flat."""
+    pattern = windows(2).float() / 255
+    flat = torch.full_like(pattern, 0.5)
+    grey_window = standardise(torch.cat([pattern, flat, flat], 1))
+    torch.testing.assert_close(grey_window[:, :1], standardise(pattern))
+    assert grey_window[:, 1:].abs().max() == 0
+    colour_only = standardise(torch.cat([flat, pattern, flat], 1))
+    torch.testing.assert_close(colour_only[:, 1:2], standardise(pattern))
+    both = standardise(torch.cat([pattern, pattern, flat], 1))
+    torch.testing.assert_close(both[:, 0], standardise(pattern)[:, 0] / 2**0.5)
+
+
+def test_a_grey_network_widened_for_colour_computes_what_it_did() -> None:
+    torch.manual_seed(1)
+    grey_network = LogoNet(LogoNetConfig(widths=(8, 8, 16, 16), dim=16)).eval()
+    colour_network = with_colour_inputs(grey_network).eval()
+    assert colour_network.config.channels == 3
+    pixels = windows(4, side=48)
+    flat = torch.full_like(pixels, 128)
+    with torch.no_grad():
+        expected = grey_network(pixels)
+        torch.testing.assert_close(colour_network(torch.cat([pixels, flat, flat], 1)), expected)
+        # the colour weights start at zero, but colour still counts in the shared contrast
+        noisy = torch.cat([pixels, windows(4, seed=1), windows(4, seed=2)], 1)
+        assert not torch.allclose(colour_network(noisy), expected)
+    with pytest.raises(ValueError, match="grey"):
+        with_colour_inputs(colour_network)
 
 
 @pytest.mark.parametrize("value", [0, 128, 255])

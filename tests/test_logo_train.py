@@ -41,12 +41,23 @@ def data() -> LogoTrainingData:
     return LogoTrainingData(specs, logos, backgrounds)
 
 
-def test_samples_are_windows_of_the_network_size(data: LogoTrainingData) -> None:
-    sampler = WindowSampler(data, 48)
+@pytest.mark.parametrize("channels", [1, 3])
+def test_samples_are_windows_of_the_network_size(data: LogoTrainingData, channels: int) -> None:
+    sampler = WindowSampler(data, 48, channels)
     rng = random.Random(0)
     positive, negative = sampler.positive(0, rng), sampler.negative(rng)
-    assert positive.shape == negative.shape == (48, 48)
-    assert positive.dtype == np.uint8 and positive.std() > 5  # a logo, not a flat patch
+    assert positive.shape == negative.shape == (channels, 48, 48)
+    assert positive.dtype == np.uint8 and positive[0].std() > 5  # a logo, not a flat patch
+
+
+def test_colour_samples_carry_the_colour_views_of_the_same_window(
+    data: LogoTrainingData,
+) -> None:
+    """Grey is the grey sampler's window (same draw), the colour views are their own."""
+    grey_window = WindowSampler(data, 48).positive(2, random.Random("same"))
+    colour = WindowSampler(data, 48, 3).positive(2, random.Random("same"))
+    assert np.abs(colour[0].astype(int) - grey_window[0]).max() <= 1
+    assert not (colour[1:] == 128).all()  # random-colour backgrounds show in colour
 
 
 def test_samples_are_reproducible(data: LogoTrainingData) -> None:
@@ -122,6 +133,24 @@ def test_a_new_run_fine_tunes_from_a_trained_model(data: LogoTrainingData, tmp_p
     for name, value in second.network.named_parameters():
         torch.testing.assert_close(value, weights[name], msg=name)
     assert fresh.fingerprint != first.fingerprint
+
+
+def test_a_grey_model_fine_tunes_into_a_colour_one(data: LogoTrainingData, tmp_path: Path) -> None:
+    with one_torch_thread():
+        grey_model = load_logo_model(train_logos(tiny_config(tmp_path / "grey", steps=1), data))
+        colour = tiny_config(
+            tmp_path / "colour",
+            steps=1,
+            lr=0.0,
+            init_from=tmp_path / "grey/logo.pt",
+            network=LogoNetConfig(widths=(4, 4, 8, 8), dim=8, channels=3),
+        )
+        tuned = load_logo_model(train_logos(colour, data))
+    assert tuned.config.channels == 3
+    first = "features.0.0.weight"
+    weights = tuned.network.state_dict()
+    torch.testing.assert_close(weights[first][:, :1], grey_model.network.state_dict()[first])
+    assert weights[first][:, 1:].abs().max() == 0  # lr 0: colour weights as they started
 
 
 def test_fine_tuning_refuses_a_model_of_other_settings(

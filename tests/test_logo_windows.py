@@ -247,3 +247,49 @@ def test_photos_without_colour_get_grey_windows_only(photo: Image.Image) -> None
 def test_colour_windows_can_be_switched_off() -> None:
     windows = cut_windows(isoluminant_photo(), WindowGrid(scales=(0.5, 1.0), colour_from=None), S)
     assert len(windows) == 24 and windows.view_of(0) == GREY_VIEW
+
+
+# -- windows of a colour network (3 channels) ----------------------------------------------------
+
+
+def test_colour_network_windows_stack_grey_and_both_colour_views() -> None:
+    photo = isoluminant_photo()
+    grid = WindowGrid(scales=(0.5, 1.0))
+    stacked = cut_windows(photo, grid, S, channels=3)
+    grey_only = cut_windows(photo, grid, S)
+    assert stacked.pixels.shape == (24, 3, S, S) and stacked.views is None
+    np.testing.assert_allclose(stacked.boxes, grey_only.boxes, atol=1e-3)
+    # the same areas: grey as the grey network's windows (up to shrinking in colour first)
+    assert np.abs(stacked.pixels[:, 0].astype(int) - grey_only.pixels[:, 0]).max() <= 2
+    # the red square is flat in grey, plain in red-green; the verifier is sent there
+    over = (stacked.boxes[:, 0] < 20) & (stacked.boxes[:, 2] > 120)
+    assert stacked.strongest is not None
+    assert (stacked.strongest[over] != GREY_VIEW).all()
+    assert stacked.verify_view_of(int(np.flatnonzero(over)[0])) in (1, 2)
+
+
+@pytest.mark.parametrize(
+    "photo", [Image.new("L", (400, 200), 90), Image.new("RGBA", (400, 200), (0, 0, 0, 0))]
+)
+def test_colour_network_windows_of_photos_without_colour_have_flat_colour(
+    photo: Image.Image,
+) -> None:
+    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0)), S, channels=3)
+    assert windows.pixels.shape == (24, 3, S, S)
+    assert (windows.pixels[:, 1:] == 128).all()
+    assert windows.strongest is not None and (windows.strongest == GREY_VIEW).all()
+
+
+def test_colour_network_windows_refuse_separate_colour_windows_and_odd_channels() -> None:
+    with pytest.raises(ValueError, match="colour_from"):
+        cut_windows(isoluminant_photo(), WindowGrid(colour_from=0.3), S, channels=3)
+    with pytest.raises(ValueError, match="channels"):
+        cut_windows(isoluminant_photo(), WindowGrid(), S, channels=2)
+
+
+def test_colour_network_references_have_flat_colour() -> None:
+    logo = Image.new("RGBA", (60, 30), (200, 20, 20, 255))
+    reference = logo_window(logo, S, channels=3)
+    assert reference.shape == (3, S, S)
+    np.testing.assert_array_equal(reference[:1], logo_window(logo, S))
+    assert (reference[1:] == 128).all()  # a catalogue logo's colour says nothing

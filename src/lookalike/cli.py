@@ -379,6 +379,8 @@ def cmd_train_logos(args: argparse.Namespace) -> int:
         network = dataclasses.replace(network, input_size=args.input_size)
     if args.widths is not None:
         network = dataclasses.replace(network, widths=_stage_widths(args.widths))
+    if args.colour:
+        network = dataclasses.replace(network, channels=3)
     config = LogoTrainConfig(
         out_dir=Path(args.out),
         steps=args.steps,
@@ -736,6 +738,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="a logo model (logo.pt) to fine-tune: a new run starts from its weights and "
         "network settings, under a fresh schedule",
+    )
+    tl.add_argument(
+        "--colour",
+        action="store_true",
+        help="windows carry the colour-opponent views beside grey (3 input channels); with "
+        "--init-from a grey model, its colour inputs start at zero weight",
     )
     tl.add_argument("--precision", choices=("auto", "bf16", "fp32"), default="auto")
     tl.add_argument(

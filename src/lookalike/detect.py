@@ -216,11 +216,13 @@ class Detector:
         if self.logo_matcher is None:
             return Preprocessor(self.embedder.input_size, keep, tiles=self.tiles)
         grid = self.logo_matcher.config.grid
+        logo_network = self.logo_matcher.catalog.model.config
         return Preprocessor(
             self.embedder.input_size,
             max(keep or 0, grid.max_side),
             logo_grid=grid,
-            logo_input_size=self.logo_matcher.catalog.model.config.input_size,
+            logo_input_size=logo_network.input_size,
+            logo_channels=logo_network.channels,
             tiles=self.tiles,
         )
 

@@ -57,7 +57,8 @@ class Preprocessor:
     """Decode (safely) and prepare one photo. Picklable, so worker processes can run it.
 
     ``keep_side``: also keep the photo scaled to this longest side (for local verification);
-    ``logo_grid`` / ``logo_input_size``: also cut the windows logo search embeds;
+    ``logo_grid`` / ``logo_input_size`` / ``logo_channels``: also cut the windows logo search
+    embeds;
     ``tiles``: also cut the query tiles (see :mod:`.tiles`).
     """
 
@@ -67,6 +68,7 @@ class Preprocessor:
     max_bytes: int = DEFAULT_MAX_BYTES
     logo_grid: WindowGrid | None = None
     logo_input_size: int = 48
+    logo_channels: int = 1
     tiles: TileConfig | None = None
 
     def __call__(self, source: ImageSource | ImageInput) -> PreparedImage:
@@ -90,7 +92,9 @@ class Preprocessor:
         kept = shrink(image, self.keep_side) if self.keep_side else None
         windows = None
         if self.logo_grid is not None:
-            windows = cut_windows(kept or image, self.logo_grid, self.logo_input_size)
+            windows = cut_windows(
+                kept or image, self.logo_grid, self.logo_input_size, self.logo_channels
+            )
         tiles = None
         if self.tiles is not None:
             tiles = np.stack(

@@ -69,7 +69,7 @@ class LogoIndexingReport:
 def embed_windows(
     model: LogoModel, pixels: npt.NDArray[np.uint8], batch_size: int = 256
 ) -> npt.NDArray[np.float32]:
-    """uint8 (N, 1, S, S) grey windows -> float32 (N, dim) unit vectors."""
+    """uint8 (N, C, S, S) windows -> float32 (N, dim) unit vectors."""
     outputs = [np.zeros((0, model.config.dim), np.float32)]
     use_bf16 = bf16_is_fast()
     for start in range(0, len(pixels), batch_size):
@@ -121,7 +121,9 @@ class LogoCatalog:
             sha = hashlib.sha256(data).hexdigest()
             source = str(entry.image)
             items.append(CatalogItem(entry.item_id, sha, entry.brand, "logo", entry.sku, source))
-            windows.append(logo_window(logo, self.model.config.input_size))
+            windows.append(
+                logo_window(logo, self.model.config.input_size, self.model.config.channels)
+            )
             renderings.append(_png(logo))
         if items:
             vectors = embed_windows(self.model, np.stack(windows))

@@ -162,7 +162,7 @@ class _Candidate:
     record: CatalogRecord
     score: float
     box: npt.NDArray[np.float32]  # x0, y0, x1, y1 of its best window
-    view: int = GREY_VIEW  # what its best window showed (an index into windows.VIEWS)
+    view: int = GREY_VIEW  # the view of the photo to verify it on (an index into windows.VIEWS)
     shortlisted: bool = False  # to be verified
 
 
@@ -180,13 +180,18 @@ class LogoMatcher:
     def __init__(self, catalog: LogoCatalog, config: LogoMatchConfig | None = None) -> None:
         self.catalog = catalog
         self.config = config or LogoMatchConfig.calibrated_for(catalog.model.metadata)
+        if catalog.model.config.channels > 1 and self.config.grid.colour_from is not None:
+            raise ValueError(
+                "this logo model sees colour in every window: the grid's colour_from must be None"
+            )
         # keyed by (item id, file sha256): a logo replaced under the same id is described anew
         self._reference_features: dict[tuple[str, str], tuple[LocalFeatures, LocalFeatures]] = {}
         self._templates: dict[tuple[str, str], LogoTemplates] = {}
 
     def windows(self, image: Image.Image) -> Windows:
         """The photo's windows: cheap, torch-free, so decoding workers can cut them."""
-        return cut_windows(image, self.config.grid, self.catalog.model.config.input_size)
+        model = self.catalog.model.config
+        return cut_windows(image, self.config.grid, model.input_size, model.channels)
 
     def match(self, image: Image.Image) -> list[LogoMatch]:
         return self.match_many([image])[0]
@@ -234,7 +239,9 @@ class LogoMatcher:
                 by_view[item] = max(by_view.get(item, hit.score), hit.score)
                 kept = best.get(item)
                 if kept is None or hit.score > kept.score:
-                    best[item] = _Candidate(hit.record, hit.score, box, view)
+                    best[item] = _Candidate(
+                        hit.record, hit.score, box, windows.verify_view_of(index)
+                    )
         shortlist = sorted(best_grey, key=lambda item: -best_grey[item])[: self.config.candidates]
         in_colour = sorted(best_colour, key=lambda item: -best_colour[item])
         shortlist += [item for item in in_colour if item not in shortlist][

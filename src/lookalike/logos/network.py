@@ -1,9 +1,11 @@
-"""The logo region network: a small grey-level window -> a unit-norm descriptor.
+"""The logo region network: a small window -> a unit-norm descriptor.
 
 Logos in listing photos are small, recoloured, inverted (light on dark), blurred and seen in
 perspective, and a photo is searched as a few hundred windows, so the network is small (about
-29 M multiply-adds per 48 px window) and sees only grey levels, each window standardised to zero
-mean and unit contrast. A clean catalogue logo and a window around the same logo in a photo
+29 M multiply-adds per 48 px window). It sees grey levels (``channels=1``), or grey levels and
+the two colour-opponent channels (``channels=3``: a logo recoloured to the lightness of the
+product it sits on shows only in colour); each window standardised to zero mean and unit
+contrast. A clean catalogue logo and a window around the same logo in a photo
 map to nearby descriptors; training (``lookalike.training.logo_train``) makes that so.
 """
 
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import copy
 import os
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -39,18 +41,22 @@ MIN_CONTRAST = 0.08
 
 @dataclass(frozen=True)
 class LogoNetConfig:
-    """``input_size``: window side in pixels; ``widths``: channels of the four stages."""
+    """``input_size``: window side in pixels; ``widths``: channels of the four stages;
+    ``channels``: 1 (grey) or 3 (grey, red-green, yellow-blue; see ``windows.VIEWS``)."""
 
     input_size: int = 48
     widths: tuple[int, int, int, int] = (32, 64, 128, 256)
     dim: int = 128
     gem_p: float = 3.0
+    channels: int = 1
 
     def __post_init__(self) -> None:
         if self.input_size < 16 or self.input_size % 16:
             raise ValueError(f"input_size must be a multiple of 16, got {self.input_size}")
         if len(self.widths) != 4 or min(self.widths) < 1 or self.dim < 1:
             raise ValueError(f"bad widths {self.widths} or dim {self.dim}")
+        if self.channels not in (1, 3):
+            raise ValueError(f"channels must be 1 (grey) or 3 (grey + colour), got {self.channels}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -65,6 +71,7 @@ class LogoNetConfig:
             widths=(widths[0], widths[1], widths[2], widths[3]),
             dim=int(data["dim"]),
             gem_p=float(data["gem_p"]),
+            channels=int(data.get("channels", 1)),  # models before colour were grey
         )
 
 
@@ -77,28 +84,33 @@ def _conv(inputs: int, outputs: int, stride: int = 1) -> nn.Sequential:
 
 
 def standardise(windows: torch.Tensor) -> torch.Tensor:
-    """uint8 or float (N, 1, S, S) grey windows -> float, per window zero mean, unit contrast.
+    """uint8 or float (N, C, S, S) windows -> float, per window and channel zero mean, and
+    unit contrast per window over all its channels together.
 
     The same logo printed dark on light or light on dark differs by sign after this, which
-    training teaches the network to ignore; brightness and contrast changes vanish here.
+    training teaches the network to ignore; brightness and contrast changes vanish here. One
+    contrast for all channels keeps their balance: a window whose pattern is all in colour has
+    it at full contrast in its colour channels, and a grey window's colour channels stay flat.
     """
     x = windows.float()
     if windows.dtype == torch.uint8:
         x = x / 255.0
-    mean = x.mean(dim=(-2, -1), keepdim=True)
-    std = x.std(dim=(-2, -1), keepdim=True).clamp(min=MIN_CONTRAST)
-    return (x - mean) / std
+    centred = x - x.mean(dim=(-2, -1), keepdim=True)
+    pixels = centred.shape[-1] * centred.shape[-2]
+    # the sample std of a one-channel window, summed over channels for several
+    variance = centred.square().sum(dim=(-3, -2, -1), keepdim=True) / max(1, pixels - 1)
+    return centred / variance.sqrt().clamp(min=MIN_CONTRAST)
 
 
 class LogoNet(nn.Module):
-    """(N, 1, S, S) grey windows (uint8 or float in [0, 1]) -> (N, dim) unit vectors."""
+    """(N, channels, S, S) windows (uint8 or float in [0, 1]) -> (N, dim) unit vectors."""
 
     def __init__(self, config: LogoNetConfig | None = None) -> None:
         super().__init__()
         self.config = config or LogoNetConfig()
         w = self.config.widths
         self.features = nn.Sequential(
-            _conv(1, w[0], stride=2),
+            _conv(self.config.channels, w[0], stride=2),
             _conv(w[0], w[0]),
             _conv(w[0], w[1], stride=2),
             _conv(w[1], w[1]),
@@ -114,6 +126,21 @@ class LogoNet(nn.Module):
         pooled = self.pool(self.features(standardise(windows)).float())
         # normalised in fp32 whatever precision the layers ran in (bf16 autocast)
         return F.normalize(self.projection(pooled).float(), dim=-1)
+
+
+def with_colour_inputs(network: LogoNet) -> LogoNet:
+    """A 3-channel copy of a grey network that computes exactly what it did on grey windows:
+    the first convolution's colour weights start at zero, so fine-tuning starts from the grey
+    model and learns what colour adds."""
+    if network.config.channels != 1:
+        raise ValueError(f"expected a grey (1-channel) network, got {network.config.channels}")
+    widened = LogoNet(replace(network.config, channels=3))
+    state = {key: value.clone() for key, value in network.state_dict().items()}
+    first = "features.0.0.weight"
+    grey_weights = state[first]
+    state[first] = torch.cat([grey_weights, torch.zeros_like(grey_weights).repeat(1, 2, 1, 1)], 1)
+    widened.load_state_dict(state)
+    return widened
 
 
 def folded_for_inference(network: LogoNet) -> LogoNet:

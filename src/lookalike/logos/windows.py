@@ -65,19 +65,29 @@ class WindowGrid:
 
 @dataclass(frozen=True)
 class Windows:
-    """``pixels``: uint8 (n, 1, S, S) windows; ``boxes``: where each is in the photo;
-    ``views``: (n,) which view of the photo each shows (an index into :data:`VIEWS`; None:
-    all grey)."""
+    """``pixels``: uint8 (n, C, S, S) windows (C = 1, or 3 for a colour network: grey and
+    both colour-opponent views of the same area); ``boxes``: where each is in the photo;
+    ``views``: (n,) which view of the photo each one-channel window shows (an index into
+    :data:`VIEWS`; None: all grey); ``strongest``: (n,) for 3-channel windows, the view where
+    each shows the most contrast, to verify a logo found there on."""
 
     pixels: npt.NDArray[np.uint8]
     boxes: Boxes
     views: npt.NDArray[np.uint8] | None = None
+    strongest: npt.NDArray[np.uint8] | None = None
 
     def __len__(self) -> int:
         return int(self.boxes.shape[0])
 
     def view_of(self, index: int) -> int:
+        """The view a window was searched as (the shortlist's grey or colour quota)."""
         return GREY_VIEW if self.views is None else int(self.views[index])
+
+    def verify_view_of(self, index: int) -> int:
+        """The view of the photo a logo found in this window is best verified on."""
+        if self.strongest is not None:
+            return int(self.strongest[index])
+        return self.view_of(index)
 
 
 def _positions(length: int, window: int, step: float) -> list[int]:
@@ -116,16 +126,15 @@ def opponent_views(image: Image.Image) -> tuple[Image.Image, Image.Image]:
     )
 
 
-def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
-    """Every window of ``grid`` over ``image``, resized to ``input_size`` pixels: grey ones
-    at every scale, and for a colour photo both colour-opponent views' at the scales from
-    ``grid.colour_from`` up."""
-    original = grey(image)
-    photo = shrink(original, grid.max_side)
-    short = min(photo.size)
+_Level = tuple[float, int, int, list[int], list[int]]  # scale, level size, window positions
+
+
+def _plan(size: tuple[int, int], grid: WindowGrid, input_size: int) -> list[_Level]:
+    """Per window scale: the size the (shrunk) photo is resized to and the window positions."""
+    width0, height0 = size
+    short = min(size)
     step = grid.stride * input_size
-    # window scale, level size, window positions
-    plan: list[tuple[float, int, int, list[int], list[int]]] = []
+    plan: list[_Level] = []
     seen: set[int] = set()
     for fraction in sorted(grid.scales):
         # A banner's short side is tiny: never cut windows below MIN_WINDOW pixels (nor the
@@ -135,8 +144,8 @@ def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Window
             continue
         seen.add(round(window))
         factor = input_size / window  # resize so one window is input_size pixels
-        width = max(input_size, round(photo.width * factor))
-        height = max(input_size, round(photo.height * factor))
+        width = max(input_size, round(width0 * factor))
+        height = max(input_size, round(height0 * factor))
         plan.append(
             (
                 fraction,
@@ -149,6 +158,74 @@ def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Window
     # beyond max_windows (extreme panoramas), drop the smallest windows first
     while len(plan) > 1 and sum(len(ts) * len(ls) for *_, ts, ls in plan) > grid.max_windows:
         plan.pop(0)
+    return plan
+
+
+def _level(picture: Image.Image, width: int, height: int) -> npt.NDArray[np.uint8]:
+    resized = picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+    return np.asarray(resized, np.uint8)
+
+
+def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
+    """Windows holding the grey and both colour-opponent views of one area as channels."""
+    # shrunk in colour first: the views of the shrunk photo cost a fraction of the full one's
+    views = colour_views(
+        shrink(_on_white(image) if has_colour(image) else grey(image), grid.max_side)
+    )
+    plan = _plan(views[0].size, grid, input_size)
+    pixels: list[npt.NDArray[np.uint8]] = []
+    boxes: list[tuple[float, float, float, float]] = []
+    for _fraction, width, height, tops, lefts in plan:
+        level = np.stack([_level(view, width, height) for view in views])
+        to_x, to_y = image.width / width, image.height / height
+        for top in tops:
+            for left in lefts:
+                pixels.append(level[:, top : top + input_size, left : left + input_size])
+                boxes.append(
+                    (left * to_x, top * to_y, (left + input_size) * to_x, (top + input_size) * to_y)
+                )
+    stacked = np.ascontiguousarray(np.stack(pixels))
+    return Windows(stacked, np.asarray(boxes, np.float32), None, strongest_views(stacked))
+
+
+def colour_views(image: Image.Image) -> tuple[Image.Image, Image.Image, Image.Image]:
+    """Grey, red-green and yellow-blue views of a photo (a grey photo's colour views are
+    flat), the three channels of a colour network's windows."""
+    if not has_colour(image):
+        flat = Image.new("L", image.size, 128)
+        return grey(image), flat, flat
+    red_green, yellow_blue = opponent_views(image)
+    return grey(image), red_green, yellow_blue
+
+
+def strongest_views(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
+    """For (n, 3, S, S) windows, the view with the most contrast in each: grey unless a
+    colour channel varies more (its values are halved differences, so a colour edge at
+    grey's contrast shows there at about half of it: colour wins only where grey is flatter
+    still)."""
+    spread = pixels.reshape(len(pixels), pixels.shape[1], -1).astype(np.float32).std(axis=2)
+    return np.argmax(spread, axis=1).astype(np.uint8)
+
+
+def cut_windows(
+    image: Image.Image, grid: WindowGrid, input_size: int, channels: int = 1
+) -> Windows:
+    """Every window of ``grid`` over ``image``, resized to ``input_size`` pixels: grey ones
+    at every scale, and for a colour photo both colour-opponent views' at the scales from
+    ``grid.colour_from`` up. With ``channels=3`` (a colour network), each window instead
+    holds its grey and both colour-opponent views as three channels (a grey photo's colour
+    channels are flat), and ``grid.colour_from`` must be None."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if channels == 3:
+        if grid.colour_from is not None:
+            raise ValueError(
+                "a colour network sees colour in every window: colour_from must be None"
+            )
+        return _cut_stacked(image, grid, input_size)
+    original = grey(image)
+    photo = shrink(original, grid.max_side)
+    plan = _plan(photo.size, grid, input_size)
     views = [(GREY_VIEW, photo, plan)]
     colour_plan = [p for p in plan if grid.colour_from is not None and p[0] >= grid.colour_from]
     if colour_plan and has_colour(image):
@@ -162,10 +239,7 @@ def cut_windows(image: Image.Image, grid: WindowGrid, input_size: int) -> Window
     view_of: list[int] = []
     for view, picture, levels in views:
         for _fraction, width, height, tops, lefts in levels:
-            level = np.asarray(
-                picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0),
-                np.uint8,
-            )
+            level = _level(picture, width, height)
             # per axis, from level pixels to the caller's: absorbs both resizes' rounding
             to_x, to_y = original.width / width, original.height / height
             for top in tops:
@@ -204,6 +278,11 @@ def logo_canvas(logo: Image.Image, input_size: int, *, fill: float = LOGO_FILL) 
     return canvas
 
 
-def logo_window(logo: Image.Image, input_size: int) -> npt.NDArray[np.uint8]:
-    """:func:`logo_canvas` as a uint8 (1, S, S) array, the reference side of the search."""
-    return np.asarray(logo_canvas(logo, input_size), np.uint8)[None, :, :].copy()
+def logo_window(logo: Image.Image, input_size: int, channels: int = 1) -> npt.NDArray[np.uint8]:
+    """:func:`logo_canvas` as a uint8 (channels, S, S) array, the reference side of the
+    search. A catalogue logo's colour says nothing (listings recolour it): its colour
+    channels are flat."""
+    canvas = np.asarray(logo_canvas(logo, input_size), np.uint8)[None, :, :]
+    if channels == 1:
+        return canvas.copy()
+    return np.concatenate([canvas, np.full((channels - 1, input_size, input_size), 128, np.uint8)])

@@ -22,7 +22,7 @@ import math
 import random
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,8 +37,14 @@ from tqdm.auto import tqdm
 from ..data.composites import PasteConfig, distractor_mark, paste_logo, synthetic_background
 from ..data.decode import decode_image
 from ..data.logos import LogoRenderError, LogoSpec, render_logo
-from ..logos.network import LogoNet, LogoNetConfig, load_logo_model, save_logo_model
-from ..logos.windows import grey, logo_window
+from ..logos.network import (
+    LogoNet,
+    LogoNetConfig,
+    load_logo_model,
+    save_logo_model,
+    with_colour_inputs,
+)
+from ..logos.windows import colour_views, grey, logo_window
 from ..model.checkpoint import atomic_torch_save
 from ..model.embedder import Precision, resolve_precision
 from .losses import koleo
@@ -132,11 +138,13 @@ class LogoTrainingData:
 
 
 class WindowSampler:
-    """Draws (query window, logo index) pairs and background-only windows, as uint8 (S, S)."""
+    """Draws query windows of given logos and background-only windows, as uint8 (C, S, S):
+    grey (``channels=1``), or grey and both colour-opponent views (``channels=3``)."""
 
-    def __init__(self, data: LogoTrainingData, input_size: int) -> None:
+    def __init__(self, data: LogoTrainingData, input_size: int, channels: int = 1) -> None:
         self.data = data
         self.size = input_size
+        self.channels = channels
 
     def _background(self, side: int, rng: random.Random) -> Image.Image:
         if not self.data.backgrounds or rng.random() < 0.3:
@@ -155,8 +163,11 @@ class WindowSampler:
         cx = min(max(centre[0], half), image.width - half)
         cy = min(max(centre[1], half), image.height - half)
         box = (cx - half, cy - half, cx + half, cy + half)
-        window = grey(image).resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
-        return np.asarray(window, np.uint8)
+        if self.channels == 1:
+            window = grey(image).resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
+            return np.asarray(window, np.uint8)[None]
+        window = image.resize((self.size, self.size), Image.Resampling.BILINEAR, box=box)
+        return np.stack([np.asarray(view, np.uint8) for view in colour_views(window)])
 
     def positive(self, logo_index: int, rng: random.Random) -> npt.NDArray[np.uint8]:
         window = self.size * rng.uniform(1.0, 2.5)  # windows are downsampled, as in photos
@@ -212,8 +223,8 @@ class _Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]])
             negatives = np.stack([self.sampler.negative(rng) for _ in range(self.config.negatives)])
             yield (
                 torch.tensor(ids),
-                torch.from_numpy(queries[:, None]),
-                torch.from_numpy(negatives[:, None]),
+                torch.from_numpy(queries),
+                torch.from_numpy(negatives),
             )
             step += workers
 
@@ -248,11 +259,13 @@ def window_recall(
     share of background windows scoring below the median positive score (a separation proxy)."""
     network.eval()
     rng = random.Random(f"eval:{seed}")
-    size = network.config.input_size
-    references = torch.from_numpy(np.stack([logo_window(logo, size) for logo in data.logos]))
+    size, channels = network.config.input_size, network.config.channels
+    references = torch.from_numpy(
+        np.stack([logo_window(logo, size, channels) for logo in data.logos])
+    )
     ref_vectors = network(references)
-    queries = torch.from_numpy(np.stack([sampler.positive(i, rng) for i in eval_ids])[:, None])
-    backgrounds = torch.from_numpy(np.stack([sampler.negative(rng) for _ in eval_ids])[:, None])
+    queries = torch.from_numpy(np.stack([sampler.positive(i, rng) for i in eval_ids]))
+    backgrounds = torch.from_numpy(np.stack([sampler.negative(rng) for _ in eval_ids]))
     scores = network(queries) @ ref_vectors.T
     best = scores.argmax(dim=1)
     recall = float((best == torch.tensor(list(eval_ids))).float().mean())
@@ -288,8 +301,11 @@ def split_eval_logos(count: int, eval_logos: int, seed: int) -> tuple[list[int],
 
 
 def _start_from(network: LogoNet, path: Path) -> None:
-    """Copy a trained logo model's weights into ``network`` (which must have its settings)."""
+    """Copy a trained logo model's weights into ``network`` (which must have its settings,
+    or be its colour version: a grey model's colour inputs start at zero weight)."""
     trained = load_logo_model(path)
+    if trained.config == replace(network.config, channels=1) and network.config.channels == 3:
+        trained.network = with_colour_inputs(trained.network)
     if trained.config != network.config:
         raise ValueError(
             f"{path} is a logo network with settings {trained.config.to_dict()}, "
@@ -321,7 +337,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         history = json.loads(state["history"])
     elif config.init_from is not None:
         _start_from(network, Path(config.init_from))
-    sampler = WindowSampler(data, config.network.input_size)
+    sampler = WindowSampler(data, config.network.input_size, config.network.channels)
     batches = DataLoader(
         _Batches(sampler, train_ids, config, step),
         batch_size=None,
@@ -329,8 +345,8 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         prefetch_factor=4 if config.workers else None,
         persistent_workers=False,
     )
-    size = config.network.input_size
-    reference_windows = np.stack([logo_window(logo, size) for logo in data.logos])
+    size, channels = config.network.input_size, config.network.channels
+    reference_windows = np.stack([logo_window(logo, size, channels) for logo in data.logos])
     network.train()
     started = _now() - elapsed  # the run's clock, across resumes
     deadline = None if config.max_minutes is None else _now() + 60 * config.max_minutes
