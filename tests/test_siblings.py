@@ -77,3 +77,27 @@ def test_it_pickles_without_its_cache() -> None:
     before = siblings.relative(["item0", "item9"])
     copied = pickle.loads(pickle.dumps(siblings))
     assert copied.neighbours == 2 and copied.relative(["item0", "item9"]) == pytest.approx(before)
+
+
+def test_the_catalogue_mean_is_estimated_again_only_once_the_size_has_drifted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One photo added to 200 changes each photo's own value at once, not the mean (whose
+    estimate costs ~1,000 searches); a 2.5% change re-estimates it."""
+    rng = np.random.default_rng(3)
+    vectors = normalised(rng.standard_normal((200, DIM)))
+    index = CatalogIndex(MODEL)
+    index.add(Embeddings(vectors, MODEL), catalogue(vectors))
+    siblings = SiblingSimilarity(index, neighbours=1)
+    estimates = []
+    estimate = siblings._typical_similarity
+    monkeypatch.setattr(siblings, "_typical_similarity", lambda: estimates.append(1) or estimate())
+    alone = siblings.relative(["item5"])["item5"]
+    twin = normalised(vectors[5:6] + 0.05 * rng.standard_normal((1, DIM)))
+    index.add(Embeddings(twin, MODEL), catalogue(twin, start=200))
+    assert siblings.relative(["item5"])["item5"] > alone + 0.3  # its own value followed
+    assert len(estimates) == 1
+    more = normalised(rng.standard_normal((4, DIM)))
+    index.add(Embeddings(more, MODEL), catalogue(more, start=201))
+    siblings.relative(["item5"])
+    assert len(estimates) == 2
