@@ -168,15 +168,15 @@ def _level(picture: Image.Image, width: int, height: int) -> npt.NDArray[np.uint
 
 def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
     """Windows holding the grey and both colour-opponent views of one area as channels."""
-    # shrunk in colour first: the views of the shrunk photo cost a fraction of the full one's
-    views = colour_views(
-        shrink(_on_white(image) if has_colour(image) else grey(image), grid.max_side)
-    )
-    plan = _plan(views[0].size, grid, input_size)
+    coloured = has_colour(image)
+    photo = shrink(_on_white(image).convert("RGB") if coloured else grey(image), grid.max_side)
+    plan = _plan(photo.size, grid, input_size)
     pixels: list[npt.NDArray[np.uint8]] = []
     boxes: list[tuple[float, float, float, float]] = []
     for _fraction, width, height, tops, lefts in plan:
-        level = np.stack([_level(view, width, height) for view in views])
+        # one resize in colour, then the views of that level: a third of the resizing
+        level_image = photo.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+        level = np.stack([np.asarray(view, np.uint8) for view in colour_views(level_image)])
         to_x, to_y = image.width / width, image.height / height
         for top in tops:
             for left in lefts:
@@ -203,8 +203,9 @@ def strongest_views(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     colour channel varies more (its values are halved differences, so a colour edge at
     grey's contrast shows there at about half of it: colour wins only where grey is flatter
     still)."""
-    spread = pixels.reshape(len(pixels), pixels.shape[1], -1).astype(np.float32).std(axis=2)
-    return np.argmax(spread, axis=1).astype(np.uint8)
+    # every other pixel each way: the same answer for a quarter of the work
+    sample = pixels[:, :, ::2, ::2].reshape(len(pixels), pixels.shape[1], -1)
+    return np.argmax(sample.astype(np.float32).std(axis=2), axis=1).astype(np.uint8)
 
 
 def cut_windows(
