@@ -123,6 +123,13 @@ def main() -> None:
         default=defaults.grid.colour_from or 0.0,
         help="colour-opponent windows from this window scale up (e.g. 0.3); 0: grey only",
     )
+    parser.add_argument(
+        "--colour-min-score",
+        type=float,
+        default=defaults.colour_min_score,
+        help="colour windows' hits count from this descriptor score up",
+    )
+    parser.add_argument("--region-side", type=int, default=defaults.region_side)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -136,6 +143,8 @@ def main() -> None:
     config = replace(
         defaults,
         candidates=args.candidates,
+        colour_min_score=args.colour_min_score,
+        region_side=args.region_side,
         alignment_floor=args.alignment_floor,
         alignment=None if args.no_alignment else defaults.alignment,
         grid=replace(defaults.grid, colour_from=args.colour_from or None),
@@ -186,6 +195,8 @@ def main() -> None:
         "candidates": args.candidates,
         "alignment_floor": args.alignment_floor,
         "colour_from": args.colour_from or None,
+        "colour_min_score": args.colour_min_score,
+        "region_side": args.region_side,
         "threads": args.threads,
     }
     if args.orb_queries > 0:

@@ -37,7 +37,7 @@ INK = (20, 30, 90, 255)
 
 # Windows whose context crop (x1.5) always holds a logo pasted in the middle of a square
 # photo at 40% of its side, whichever window the (random) descriptor prefers.
-WHOLE_PHOTO_GRID = WindowGrid(scales=(0.68, 1.0), stride=0.5, max_side=640)
+WHOLE_PHOTO_GRID = WindowGrid(scales=(0.68, 1.0), stride=0.5, max_side=640, colour_from=None)
 
 
 @contextmanager

@@ -325,10 +325,15 @@ def test_the_alignment_floor_follows_the_model_calibration(catalog: LogoCatalog)
     calibrated = {"calibration": {}, "thresholds": {"copy": 1.0, "review": 0.8}}
     assert LogoMatchConfig.calibrated_for(calibrated).alignment_floor == 0.0  # before the floor
     assert LogoMatchConfig.calibrated_for(calibrated).grid.colour_from is None  # before colour
+    assert LogoMatchConfig.calibrated_for(calibrated).region_side == 256  # before it was 192
+    assert LogoMatchConfig.calibrated_for(calibrated).colour_min_score == 0.35
     recorded = {**calibrated, "calibrated_on": {"alignment_floor": 0.6, "colour_from": 0.4}}
     assert LogoMatchConfig.calibrated_for(recorded).alignment_floor == 0.6
     assert LogoMatchConfig.calibrated_for(recorded).grid.colour_from == 0.4
     assert LogoMatchConfig.calibrated_for({}).grid == LogoMatchConfig().grid
+    assert LogoMatchConfig().grid.colour_from is not None  # colour windows by default
+    # a colour network sees colour in every window: no separate colour windows
+    assert LogoMatchConfig.calibrated_for({}, channels=3).grid.colour_from is None
     old = LogoCatalog(LogoModel(catalog.model.network, calibrated), catalog.index)
     assert LogoMatcher(old).config.alignment_floor == 0.0
     assert LogoMatcher(old).config.grid.colour_from is None

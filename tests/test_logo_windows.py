@@ -254,7 +254,7 @@ def test_colour_windows_can_be_switched_off() -> None:
 
 def test_colour_network_windows_stack_grey_and_both_colour_views() -> None:
     photo = isoluminant_photo()
-    grid = WindowGrid(scales=(0.5, 1.0))
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=None)
     stacked = cut_windows(photo, grid, S, channels=3)
     grey_only = cut_windows(photo, grid, S)
     assert stacked.pixels.shape == (24, 3, S, S) and stacked.views is None
@@ -274,7 +274,7 @@ def test_colour_network_windows_stack_grey_and_both_colour_views() -> None:
 def test_colour_network_windows_of_photos_without_colour_have_flat_colour(
     photo: Image.Image,
 ) -> None:
-    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0)), S, channels=3)
+    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0), colour_from=None), S, channels=3)
     assert windows.pixels.shape == (24, 3, S, S)
     assert (windows.pixels[:, 1:] == 128).all()
     assert windows.strongest is not None and (windows.strongest == GREY_VIEW).all()
@@ -284,7 +284,7 @@ def test_colour_network_windows_refuse_separate_colour_windows_and_odd_channels(
     with pytest.raises(ValueError, match="colour_from"):
         cut_windows(isoluminant_photo(), WindowGrid(colour_from=0.3), S, channels=3)
     with pytest.raises(ValueError, match="channels"):
-        cut_windows(isoluminant_photo(), WindowGrid(), S, channels=2)
+        cut_windows(isoluminant_photo(), WindowGrid(colour_from=None), S, channels=2)
 
 
 def test_colour_network_references_have_flat_colour() -> None:

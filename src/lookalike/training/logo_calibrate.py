@@ -45,6 +45,8 @@ class LogoCalibrationResult:
     # the matcher settings the scores (and so the thresholds) depend on
     alignment_floor: float
     colour_from: float | None
+    colour_min_score: float
+    region_side: int
 
     def to_metadata(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,8 @@ class LogoCalibrationResult:
                 "what": "composites of logos held out of training on training backgrounds",
                 "alignment_floor": self.alignment_floor,
                 "colour_from": self.colour_from,
+                "colour_min_score": self.colour_min_score,
+                "region_side": self.region_side,
             },
         }
 
@@ -136,6 +140,8 @@ def calibrate_logo_matcher(
         len(negatives),
         matcher.config.alignment_floor,
         matcher.config.grid.colour_from,
+        matcher.config.colour_min_score,
+        matcher.config.region_side,
     )
 
 
@@ -151,7 +157,9 @@ def calibrate_logo_model(
     default matcher settings, whatever settings an earlier calibration of it recorded) and
     write it with its calibration to ``out``."""
     catalog = shared_logo_catalog(shared_data, str(model_path), work)
-    matcher = LogoMatcher(catalog, LogoMatchConfig())
+    matcher = LogoMatcher(
+        catalog, LogoMatchConfig.calibrated_for({}, catalog.model.config.channels)
+    )
     bench = calibration_set(shared_data, work, positives=positives)
     result = calibrate_logo_matcher(matcher, bench)
     model = load_logo_model(model_path)
