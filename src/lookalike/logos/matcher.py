@@ -201,7 +201,7 @@ class LogoMatcher:
         self.config = config or LogoMatchConfig.calibrated_for(
             model.metadata, model.config.channels
         )
-        if catalog.model.config.channels > 1 and self.config.grid.colour_from is not None:
+        if model.config.channels > 1 and self.config.grid.colour_from is not None:
             raise ValueError(
                 "this logo model sees colour in every window: the grid's colour_from must be None"
             )

@@ -173,7 +173,7 @@ def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windo
     pixels: list[npt.NDArray[np.uint8]] = []
     boxes: list[tuple[float, float, float, float]] = []
     for _fraction, width, height, tops, lefts in plan:
-        # one resize in colour, then the views of that level: a third of the resizing
+        # one resize in colour, then that level's views: as training samples are made
         level_image = photo.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
         level = np.stack([np.asarray(view, np.uint8) for view in colour_views(level_image)])
         to_x, to_y = image.width / width, image.height / height
