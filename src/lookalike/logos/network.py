@@ -95,11 +95,10 @@ def standardise(windows: torch.Tensor) -> torch.Tensor:
     x = windows.float()
     if windows.dtype == torch.uint8:
         x = x / 255.0
-    centred = x - x.mean(dim=(-2, -1), keepdim=True)
-    pixels = centred.shape[-1] * centred.shape[-2]
-    # the sample std of a one-channel window, summed over channels for several
-    variance = centred.square().sum(dim=(-3, -2, -1), keepdim=True) / max(1, pixels - 1)
-    return centred / variance.sqrt().clamp(min=MIN_CONTRAST)
+    variance, mean = torch.var_mean(x, dim=(-2, -1), keepdim=True)
+    # a one-channel window's sample std; over several channels, from their summed variances
+    spread = variance.sum(dim=-3, keepdim=True).sqrt().clamp(min=MIN_CONTRAST)
+    return (x - mean) / spread
 
 
 class LogoNet(nn.Module):
