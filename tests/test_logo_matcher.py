@@ -436,3 +436,24 @@ def test_colour_windows_add_candidates_but_never_displace_grey_ones(catalog: Log
     grey_only = replace(config, colour_candidates=0)
     found = LogoMatcher(catalog, grey_only)._candidates(grey_hits + colour_hits, windows)
     assert [c.record.item_id for c in found if c.shortlisted] == [f"logo{n}" for n in range(1, 7)]
+
+
+def test_colour_hits_count_only_from_their_own_floor(catalog: LogoCatalog) -> None:
+    """Most colour windows' hits below ~0.6 are chance look-alikes: they neither take a
+    colour candidate's place nor become a logo's best window; grey hits as low still count."""
+
+    def record(number: int) -> CatalogRecord:
+        return CatalogRecord(f"logo{number}", "0" * 64, None, "logo", None, None, "2026-01-01")
+
+    grey_hits = [[SearchHit(record(1), 0.5)]]
+    colour_hits = [[SearchHit(record(1), 0.58), SearchHit(record(2), 0.55)]]
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], np.float32)
+    windows = Windows(np.zeros((2, 1, 48, 48), np.uint8), boxes, np.array([0, 1], np.uint8))
+    config = LogoMatchConfig(window_k=2, colour_min_score=0.6)
+    found = LogoMatcher(catalog, config)._candidates(grey_hits + colour_hits, windows)
+    assert [(c.record.item_id, c.view, c.score) for c in found] == [("logo1", 0, 0.5)]
+    lower = replace(config, colour_min_score=0.5)
+    found = LogoMatcher(catalog, lower)._candidates(grey_hits + colour_hits, windows)
+    by_id = {c.record.item_id: c for c in found}
+    assert by_id["logo1"].view == 1 and by_id["logo1"].score == 0.58
+    assert by_id["logo2"].shortlisted
