@@ -120,8 +120,9 @@ def main() -> None:
     parser.add_argument(
         "--colour-from",
         type=float,
-        default=defaults.grid.colour_from or 0.0,
-        help="colour-opponent windows from this window scale up (e.g. 0.3); 0: grey only",
+        default=None,
+        help="colour-opponent windows from this window scale up (e.g. 0.3); 0: grey only "
+        f"(default: {defaults.grid.colour_from} for a grey logo network, none for a colour one)",
     )
     parser.add_argument(
         "--colour-min-score",
@@ -140,6 +141,9 @@ def main() -> None:
             args.shared_data, args.work / "queries", positives=args.positives
         )
     catalog = shared_logo_catalog(args.shared_data, args.model, args.work)
+    defaults = LogoMatchConfig.defaults_for(catalog.model.config.channels)
+    if args.colour_from is None:
+        args.colour_from = defaults.grid.colour_from
     config = replace(
         defaults,
         candidates=args.candidates,

@@ -41,7 +41,15 @@ from .alignment import (
 )
 from .catalog import LogoCatalog, embed_windows
 from .geometry import Point, Quad, plausible_view
-from .windows import GREY_VIEW, WindowGrid, Windows, cut_windows, grey, opponent_views
+from .windows import (
+    GREY_VIEW,
+    WindowGrid,
+    Windows,
+    cut_windows,
+    grey,
+    opponent_views,
+    require_grid_fits,
+)
 
 REFERENCE_MIN_SHORT_SIDE = 128
 REFERENCE_MARGIN = 16
@@ -121,19 +129,24 @@ class LogoMatchConfig:
             raise ValueError(f"alignment_floor must be in [0, 1), got {self.alignment_floor}")
 
     @classmethod
+    def defaults_for(cls, channels: int = 1) -> LogoMatchConfig:
+        """The default settings for a logo network of ``channels`` inputs: a colour network
+        (3) sees colour in every window, so it gets no separate colour windows."""
+        defaults = cls()
+        if channels == 1:
+            return defaults
+        return replace(defaults, grid=replace(defaults.grid, colour_from=None))
+
+    @classmethod
     def calibrated_for(cls, metadata: Mapping[str, Any], channels: int = 1) -> LogoMatchConfig:
         """The default settings, scoring as the logo model's calibration did: its thresholds
         are on the scale of the score they were measured with. The calibration records the
         settings scores depend on (``alignment_floor``, the grid's ``colour_from``,
         ``colour_min_score``, ``region_side``); a model calibrated before one was recorded
         scored as the matcher then did (agreement from 0, grey windows only, 256-px keypoint
-        regions). An uncalibrated model gets the defaults. A colour network (``channels``
-        3) sees colour in every window: it gets no separate colour windows."""
+        regions). An uncalibrated model gets :meth:`defaults_for` its ``channels``."""
         if "calibration" not in metadata:
-            defaults = cls()
-            if channels == 1:
-                return defaults
-            return replace(defaults, grid=replace(defaults.grid, colour_from=None))
+            return cls.defaults_for(channels)
         calibrated_on = metadata.get("calibrated_on") or {}
         colour_from = calibrated_on.get("colour_from")
         grid = WindowGrid(colour_from=None if colour_from is None else float(colour_from))
@@ -201,10 +214,7 @@ class LogoMatcher:
         self.config = config or LogoMatchConfig.calibrated_for(
             model.metadata, model.config.channels
         )
-        if model.config.channels > 1 and self.config.grid.colour_from is not None:
-            raise ValueError(
-                "this logo model sees colour in every window: the grid's colour_from must be None"
-            )
+        require_grid_fits(self.config.grid, model.config.channels)  # now, not on a photo
         # keyed by (item id, file sha256): a logo replaced under the same id is described anew
         self._reference_features: dict[tuple[str, str], tuple[LocalFeatures, LocalFeatures]] = {}
         self._templates: dict[tuple[str, str], LogoTemplates] = {}

@@ -160,9 +160,27 @@ def _plan(size: tuple[int, int], grid: WindowGrid, input_size: int) -> list[_Lev
     return plan
 
 
-def _level(picture: Image.Image, width: int, height: int) -> npt.NDArray[np.uint8]:
-    resized = picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-    return np.asarray(resized, np.uint8)
+def _level(picture: Image.Image, width: int, height: int) -> Image.Image:
+    """The photo resized so that one window is ``input_size`` pixels (see :func:`_plan`)."""
+    return picture.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
+
+
+_Box = tuple[float, float, float, float]
+
+
+def _box(left: int, top: int, side: int, to_x: float, to_y: float) -> _Box:
+    """A window at (left, top) of a level, in the caller's pixels (``to_x``/``to_y``: per
+    axis, from level pixels to the caller's; absorbs both resizes' rounding)."""
+    return (left * to_x, top * to_y, (left + side) * to_x, (top + side) * to_y)
+
+
+def require_grid_fits(grid: WindowGrid, channels: int) -> None:
+    """A grey network (1 channel) may add colour-opponent windows; a colour network (3)
+    sees colour in every window, so its grid must not."""
+    if channels not in (1, 3):
+        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    if channels == 3 and grid.colour_from is not None:
+        raise ValueError("a colour network sees colour in every window: colour_from must be None")
 
 
 def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windows:
@@ -171,18 +189,16 @@ def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windo
     photo = shrink(_on_white(image).convert("RGB") if coloured else grey(image), grid.max_side)
     plan = _plan(photo.size, grid, input_size)
     pixels: list[npt.NDArray[np.uint8]] = []
-    boxes: list[tuple[float, float, float, float]] = []
+    boxes: list[_Box] = []
     for _fraction, width, height, tops, lefts in plan:
         # one resize in colour, then that level's views: as training samples are made
-        level_image = photo.resize((width, height), Image.Resampling.BILINEAR, reducing_gap=2.0)
-        level = np.stack([np.asarray(view, np.uint8) for view in colour_views(level_image)])
+        views = colour_views(_level(photo, width, height))
+        level = np.stack([np.asarray(view, np.uint8) for view in views])
         to_x, to_y = image.width / width, image.height / height
         for top in tops:
             for left in lefts:
                 pixels.append(level[:, top : top + input_size, left : left + input_size])
-                boxes.append(
-                    (left * to_x, top * to_y, (left + input_size) * to_x, (top + input_size) * to_y)
-                )
+                boxes.append(_box(left, top, input_size, to_x, to_y))
     stacked = np.ascontiguousarray(np.stack(pixels))
     return Windows(stacked, np.asarray(boxes, np.float32), None, strongest_views(stacked))
 
@@ -215,13 +231,8 @@ def cut_windows(
     ``grid.colour_from`` up. With ``channels=3`` (a colour network), each window instead
     holds its grey and both colour-opponent views as three channels (a grey photo's colour
     channels are flat), and ``grid.colour_from`` must be None."""
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
+    require_grid_fits(grid, channels)
     if channels == 3:
-        if grid.colour_from is not None:
-            raise ValueError(
-                "a colour network sees colour in every window: colour_from must be None"
-            )
         return _cut_stacked(image, grid, input_size)
     original = grey(image)
     photo = shrink(original, grid.max_side)
@@ -235,12 +246,11 @@ def cut_windows(
             for number, channel in ((1, red_green), (2, yellow_blue))
         ]
     pixels: list[npt.NDArray[np.uint8]] = []
-    boxes: list[tuple[float, float, float, float]] = []
+    boxes: list[_Box] = []
     view_of: list[int] = []
     for view, picture, levels in views:
         for _fraction, width, height, tops, lefts in levels:
-            level = _level(picture, width, height)
-            # per axis, from level pixels to the caller's: absorbs both resizes' rounding
+            level = np.asarray(_level(picture, width, height), np.uint8)
             to_x, to_y = original.width / width, original.height / height
             for top in tops:
                 for left in lefts:
@@ -248,14 +258,7 @@ def cut_windows(
                     if view != GREY_VIEW and float(cut.std()) < MIN_COLOUR_STD:
                         continue
                     pixels.append(cut)
-                    boxes.append(
-                        (
-                            left * to_x,
-                            top * to_y,
-                            (left + input_size) * to_x,
-                            (top + input_size) * to_y,
-                        )
-                    )
+                    boxes.append(_box(left, top, input_size, to_x, to_y))
                     view_of.append(view)
     stacked = np.stack(pixels)[:, None, :, :]
     return Windows(

@@ -157,9 +157,7 @@ def calibrate_logo_model(
     default matcher settings, whatever settings an earlier calibration of it recorded) and
     write it with its calibration to ``out``."""
     catalog = shared_logo_catalog(shared_data, str(model_path), work)
-    matcher = LogoMatcher(
-        catalog, LogoMatchConfig.calibrated_for({}, catalog.model.config.channels)
-    )
+    matcher = LogoMatcher(catalog, LogoMatchConfig.defaults_for(catalog.model.config.channels))
     bench = calibration_set(shared_data, work, positives=positives)
     result = calibrate_logo_matcher(matcher, bench)
     model = load_logo_model(model_path)
