@@ -10,6 +10,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from logo_helpers import still_paste
+from lookalike.cli import main
 from lookalike.data.augment import load_font
 from lookalike.data.composites import paste_logo
 from lookalike.data.logos import shared_logo_specs, split_by_item
@@ -30,6 +31,7 @@ from lookalike.training.logo_benchmark import (
     training_backgrounds,
     training_logos,
 )
+from lookalike.training.logo_train import LogoTrainingData
 
 HELD_OUT = 0.5  # a big share, so that a dozen fake logos leave several for the benchmark
 BROKEN = "simple_icons/broken1"
@@ -154,6 +156,22 @@ def test_composite_set_from_training_data_uses_only_training_logos(
     assert {q.item_id for q in built.positives} <= {spec.item_id for spec in logos}
     with pytest.raises(ValueError, match="no logo"):
         build_composite_set([], [], tmp_path / "empty", positives=1)
+
+
+def test_saved_training_data_is_the_training_split_and_trains(shared: Path, tmp_path: Path) -> None:
+    saved = tmp_path / "saved"
+    argv = ["save-logo-training", str(shared), "--out", str(saved), "--max-backgrounds", "3"]
+    assert main([*argv, "--quiet"]) == 0
+    data = LogoTrainingData.read(saved, progress=False)
+    assert [spec.item_id for spec in data.specs] == [
+        spec.item_id for spec in training_logos(shared)
+    ]
+    assert len(data.backgrounds) == 3
+    run = tmp_path / "run"
+    tiny = ["--widths", "4,4,8,8", "--steps", "1", "--batch-size", "2", "--negatives", "1"]
+    argv = ["train-logos", str(saved), "--out", str(run), *tiny, "--workers", "0", "--quiet"]
+    assert main([*argv, "--all-references", "--eval-every", "1"]) == 0
+    assert (run / "logo.pt").is_file()
 
 
 def test_car_logo_without_a_name_uses_its_slug(shared: Path) -> None:

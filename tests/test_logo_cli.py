@@ -273,6 +273,7 @@ def test_check_evidence_and_bad_input(
         (("--budget-minutes", "0"), "budget_minutes"),
         (("--init-from", "missing.pt"), "missing.pt"),
         (("--init-from", "missing.pt", "--widths", "8,8,8,8"), "network settings"),
+        (("--device", "gpu-please"), "device"),
     ],
 )
 def test_train_logos_rejects_bad_settings_before_reading_data(

@@ -22,6 +22,8 @@ from lookalike.training.calibration import calibrate
 from lookalike.training.logo_benchmark import LogoBenchmark, LogoQuery
 from lookalike.training.logo_calibrate import LogoCalibrationResult, brand_scores
 from lookalike.training.logo_train import (
+    SAVED_FORMAT,
+    SAVED_MANIFEST,
     LogoTrainConfig,
     LogoTrainingData,
     WindowSampler,
@@ -76,6 +78,48 @@ def test_loss_is_low_when_queries_match_their_references() -> None:
     assert float(matched) < 0.1 < float(shuffled)
 
 
+def test_loss_against_the_whole_catalogue_takes_each_querys_own_reference() -> None:
+    torch.manual_seed(0)
+    catalogue = F.normalize(torch.randn(10, 16), dim=-1)
+    negatives = F.normalize(torch.randn(4, 16), dim=-1)
+    targets = torch.tensor([7, 2, 5])
+    matched, _ = logo_loss(catalogue, catalogue[targets], negatives, 0.05, 0.0, targets)
+    wrong, _ = logo_loss(catalogue, catalogue[targets], negatives, 0.05, 0.0, targets.roll(1))
+    assert float(matched) < 0.1 < float(wrong)
+    # without targets, reference i is query i's
+    in_order, _ = logo_loss(catalogue[targets], catalogue[targets], negatives, 0.05, 0.0)
+    explicit, _ = logo_loss(
+        catalogue[targets], catalogue[targets], negatives, 0.05, 0.0, torch.arange(3)
+    )
+    torch.testing.assert_close(in_order, explicit)
+
+
+def test_saved_training_data_reads_back_the_same(data: LogoTrainingData, tmp_path: Path) -> None:
+    folder = tmp_path / "saved"
+    assert not LogoTrainingData.is_saved(folder)
+    data.save(folder)
+    assert LogoTrainingData.is_saved(folder)
+    again = LogoTrainingData.read(folder, progress=False)
+    assert again.specs == data.specs  # in order: the same logos are held out for the check
+    for logo, read in zip(data.logos, again.logos, strict=True):
+        assert np.array_equal(np.asarray(logo.convert("RGBA")), np.asarray(read))  # PNG
+    for photo, read in zip(data.backgrounds, again.backgrounds, strict=True):
+        assert read.shape == photo.shape  # JPEG: close, not exact
+        assert abs(float(read.mean()) - float(photo.mean())) < 3
+
+
+def test_a_folder_not_saved_by_this_version_is_refused(
+    data: LogoTrainingData, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="no saved logo training data"):
+        LogoTrainingData.read(tmp_path, progress=False)
+    data.save(tmp_path)
+    manifest = tmp_path / SAVED_MANIFEST
+    manifest.write_text(manifest.read_text().replace(SAVED_FORMAT, "other/9"))
+    with pytest.raises(ValueError, match="this version reads"):
+        LogoTrainingData.read(tmp_path, progress=False)
+
+
 def test_eval_split_is_disjoint_and_stable() -> None:
     train, held = split_eval_logos(50, 10, seed=3)
     assert len(held) == 10 and not set(train) & set(held) and len(train) + len(held) == 50
@@ -117,6 +161,34 @@ def test_training_writes_a_loadable_model_and_resumes(
         config.steps, config.max_minutes = 4, 5.0
         train_logos(config, data)
     assert load_logo_model(model_path).metadata["steps"] == 4
+
+
+def test_training_against_all_references_leaves_the_held_out_logos_out(
+    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each step contrasts the batch's windows with every training logo's reference: as
+    many references as training logos, never the held-out ones."""
+    seen: list[tuple[int, list[int]]] = []
+
+    def recording_loss(references: torch.Tensor, *args: Any) -> Any:
+        targets = args[-1]
+        seen.append((len(references), targets.tolist()))
+        return logo_loss(references, *args)
+
+    monkeypatch.setattr("lookalike.training.logo_train.logo_loss", recording_loss)
+    config = tiny_config(tmp_path, steps=2, all_references=True, eval_logos=1)
+    with one_torch_thread():
+        load_logo_model(train_logos(config, data))
+    training_logos = len(data.logos) - 1
+    assert [count for count, _ in seen] == [training_logos, training_logos]
+    for _, targets in seen:
+        assert len(targets) == config.batch_size
+        assert len(set(targets)) == len(targets) and set(targets) <= set(range(training_logos))
+
+
+def test_a_misspelt_device_fails_at_once(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="device"):
+        tiny_config(tmp_path, device="gpu-please")
 
 
 def test_a_new_run_fine_tunes_from_a_trained_model(data: LogoTrainingData, tmp_path: Path) -> None:

@@ -366,7 +366,6 @@ def _stage_widths(text: str) -> tuple[int, int, int, int]:
 
 def cmd_train_logos(args: argparse.Namespace) -> int:
     from .logos.network import LogoNetConfig, load_logo_model
-    from .training.logo_benchmark import training_backgrounds, training_logos
     from .training.logo_train import LogoTrainConfig, LogoTrainingData, train_logos
 
     # settings first: a bad one fails before minutes of rendering logos
@@ -396,12 +395,38 @@ def cmd_train_logos(args: argparse.Namespace) -> int:
         threads=args.threads,
         seed=args.seed,
         progress=not args.quiet,
+        negatives=args.negatives,
+        device=args.device,
+        all_references=args.all_references,
     )
-    shared = Path(args.shared_data)
-    data = LogoTrainingData.load(
-        training_logos(shared), training_backgrounds(shared), progress=not args.quiet
-    )
+    source = Path(args.shared_data)
+    if LogoTrainingData.is_saved(source):
+        data = LogoTrainingData.read(source, progress=not args.quiet)
+    else:  # the benchmark's split (needs FAISS, which a saved folder does not)
+        from .training.logo_benchmark import training_backgrounds, training_logos
+
+        data = LogoTrainingData.load(
+            training_logos(source), training_backgrounds(source), progress=not args.quiet
+        )
     _print_json({"model": str(train_logos(config, data))})
+    return 0
+
+
+def cmd_save_logo_training(args: argparse.Namespace) -> int:
+    from .training.logo_benchmark import training_backgrounds, training_logos
+    from .training.logo_train import LogoTrainingData
+
+    if args.max_backgrounds is not None and args.max_backgrounds < 0:
+        raise ValueError(f"--max-backgrounds must be 0 or more, got {args.max_backgrounds}")
+    shared = Path(args.shared_data)
+    backgrounds = training_backgrounds(shared)
+    if args.max_backgrounds is not None and args.max_backgrounds < len(backgrounds):
+        # evenly spread over the sorted photos, so a smaller set still spans the catalogue
+        step = len(backgrounds) / max(1, args.max_backgrounds)
+        backgrounds = [backgrounds[int(i * step)] for i in range(args.max_backgrounds)]
+    data = LogoTrainingData.load(training_logos(shared), backgrounds, progress=not args.quiet)
+    data.save(Path(args.out), background_quality=args.quality)
+    _print_json({"out": args.out, "logos": len(data.logos), "backgrounds": len(data.backgrounds)})
     return 0
 
 
@@ -721,11 +746,21 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument(
         "shared_data",
         help="folder with simple_icons/, car_logos/ and fashion_products_small/ "
-        "(benchmark logos and photos are held out)",
+        "(benchmark logos and photos are held out), or one written by save-logo-training",
     )
     tl.add_argument("--out", required=True, help="run folder: last.pt (resume), logo.pt")
     tl.add_argument("--steps", type=int, default=5000)
     tl.add_argument("--batch-size", type=int, default=128, help="logos per step")
+    tl.add_argument(
+        "--negatives", type=int, default=48, help="background windows per step (extra negatives)"
+    )
+    tl.add_argument(
+        "--all-references",
+        action="store_true",
+        help="contrast each window with every training logo, not only the batch's (embeds "
+        "the whole catalogue each step: for a GPU)",
+    )
+    tl.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda, ...")
     tl.add_argument("--lr", type=float, default=3e-3)
     tl.add_argument("--input-size", type=int, default=None, help="window side, pixels (default 48)")
     tl.add_argument(
@@ -765,6 +800,23 @@ def build_parser() -> argparse.ArgumentParser:
     tl.add_argument("--seed", type=int, default=0)
     tl.add_argument("--quiet", action="store_true")
     tl.set_defaults(func=cmd_train_logos)
+
+    sl = sub.add_parser(
+        "save-logo-training",
+        help="render the training logos and decode the backgrounds once into a folder that "
+        "train-logos reads in seconds (e.g. to train on another machine)",
+    )
+    sl.add_argument("shared_data", help="folder with the shared logos and photos")
+    sl.add_argument("--out", required=True, help="folder to write")
+    sl.add_argument(
+        "--max-backgrounds",
+        type=int,
+        default=None,
+        help="keep this many background photos, evenly spread (default: all)",
+    )
+    sl.add_argument("--quality", type=int, default=90, help="JPEG quality of the backgrounds")
+    sl.add_argument("--quiet", action="store_true")
+    sl.set_defaults(func=cmd_save_logo_training)
 
     cl = sub.add_parser(
         "calibrate-logos",

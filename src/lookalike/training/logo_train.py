@@ -10,6 +10,13 @@ photo texture learns to stay far from every logo.
 
 Loss: symmetric InfoNCE between queries and references (temperature 0.05) + KoLeo on the
 references, which spreads the catalogue over the sphere (one score threshold for all logos).
+With ``all_references`` each query is contrasted with every training logo's reference, not
+only the batch's: the loss is then the search itself (find this logo among all of them), at
+the cost of embedding the whole catalogue each step, which is for a GPU (``device``).
+
+Rendering thousands of logos needs cairosvg and minutes; ``LogoTrainingData.save`` writes
+what training reads (renderings, backgrounds, specs) to a folder that ``LogoTrainingData.read``
+loads in seconds, for runs on another machine (a GPU one) or many runs on one.
 
 ``train_logos(config)`` works from a notebook (tqdm.auto bars) and from ``lookalike
 train-logos``; it checkpoints to ``out_dir/last.pt`` and resumes from it.
@@ -17,6 +24,7 @@ train-logos``; it checkpoints to ``out_dir/last.pt`` and resumes from it.
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import random
@@ -51,6 +59,8 @@ from .losses import koleo
 
 RENDER_SIDE = 128  # logos are rendered once at this size, then pasted at up to this size
 BACKGROUND_SIDE = 192  # photos are decoded once to this shorter side
+SAVED_MANIFEST = "logo-training.json"  # marks a folder written by LogoTrainingData.save
+SAVED_FORMAT = "lookalike-logo-training/1"
 
 
 @dataclass
@@ -64,7 +74,11 @@ class LogoTrainConfig:
     bf16 autocast where the CPU has native bf16 units (2x faster for the wider networks).
     ``init_from``: a logo model (``logo.pt``) whose weights a new run starts from, to fine-tune
     it (on one's own logos, or longer) under a fresh schedule; its network settings must be
-    ``network``'s. A run that resumes from its ``last.pt`` ignores it."""
+    ``network``'s. A run that resumes from its ``last.pt`` ignores it. ``device``: where the
+    network trains ("cpu", "cuda", "cuda:1", ...; samples are always drawn on the CPU, by
+    ``workers`` processes); bf16 precision there is autocast on that device.
+    ``all_references``: contrast each query with every training logo's reference each step,
+    not only the ``batch_size`` of the batch (see the module's docstring)."""
 
     out_dir: Path
     steps: int = 3000
@@ -85,6 +99,8 @@ class LogoTrainConfig:
     init_from: Path | None = None
     workers: int = 1
     threads: int | None = None
+    device: str = "cpu"
+    all_references: bool = False
     seed: int = 0
     progress: bool = True
 
@@ -92,6 +108,10 @@ class LogoTrainConfig:
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise ValueError(f"budget_minutes must be positive, got {self.budget_minutes}")
         resolve_precision(self.precision)  # fail now, not after rendering every logo
+        try:  # likewise for a misspelt device
+            torch.device(self.device)
+        except RuntimeError as error:
+            raise ValueError(f"device: {error}") from None
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -135,6 +155,60 @@ class LogoTrainingData:
             size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
             backgrounds.append(np.asarray(image.resize(size, Image.Resampling.BILINEAR)))
         return cls(kept_specs, logos, backgrounds)
+
+    def save(self, folder: Path, *, background_quality: int = 90) -> None:
+        """Write the renderings (PNG), backgrounds (JPEG) and specs to ``folder``, for
+        ``read``. The manifest is written last: a folder whose save broke off is not taken
+        for a complete one."""
+        folder = Path(folder)
+        (folder / "logos").mkdir(parents=True, exist_ok=True)
+        (folder / "backgrounds").mkdir(exist_ok=True)
+        for number, logo in enumerate(self.logos):
+            logo.save(folder / "logos" / f"{number:05d}.png", optimize=True)
+        for number, photo in enumerate(self.backgrounds):
+            Image.fromarray(photo).save(
+                folder / "backgrounds" / f"{number:05d}.jpg", quality=background_quality
+            )
+        manifest = {
+            "format": SAVED_FORMAT,
+            "specs": [
+                {"item_id": spec.item_id, "brand": spec.brand, "path": str(spec.path)}
+                for spec in self.specs
+            ],
+            "backgrounds": len(self.backgrounds),
+        }
+        (folder / SAVED_MANIFEST).write_text(json.dumps(manifest, indent=1), encoding="utf-8")
+
+    @staticmethod
+    def is_saved(folder: Path) -> bool:
+        return (Path(folder) / SAVED_MANIFEST).is_file()
+
+    @classmethod
+    def read(cls, folder: Path, *, progress: bool = True) -> LogoTrainingData:
+        """Load what ``save`` wrote (the logos in the order they were saved, so the same
+        logos are held out for the in-training check)."""
+        folder = Path(folder)
+        try:
+            manifest = json.loads((folder / SAVED_MANIFEST).read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ValueError(f"{folder} holds no saved logo training data") from None
+        if manifest.get("format") != SAVED_FORMAT:
+            raise ValueError(
+                f"{folder}: saved as {manifest.get('format')!r}, this version reads "
+                f"{SAVED_FORMAT!r}"
+            )
+        specs = [
+            LogoSpec(row["item_id"], row["brand"], Path(row["path"])) for row in manifest["specs"]
+        ]
+        logos = []
+        for number in tqdm(range(len(specs)), desc="reading logos", disable=not progress):
+            with Image.open(folder / "logos" / f"{number:05d}.png") as logo:
+                logos.append(logo.convert("RGBA"))
+        backgrounds = []
+        for number in range(int(manifest["backgrounds"])):
+            with Image.open(folder / "backgrounds" / f"{number:05d}.jpg") as photo:
+                backgrounds.append(np.asarray(photo.convert("RGB")))
+        return cls(specs, logos, backgrounds)
 
 
 class WindowSampler:
@@ -235,14 +309,20 @@ def logo_loss(
     negatives: torch.Tensor,
     temperature: float,
     koleo_weight: float,
+    targets: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, dict[str, float]]:
-    """Symmetric InfoNCE: query i -> reference i among all references, and reference i ->
-    query i among all queries and the background windows; + KoLeo on the references."""
-    targets = torch.arange(len(references))
+    """Symmetric InfoNCE: query i -> its reference among all references, and that reference
+    -> query i among all queries and the background windows; + KoLeo on the references.
+
+    ``targets[i]``: the row of query i's reference (default ``i``: one reference per query,
+    in order; more references than queries are extra negatives)."""
+    if targets is None:
+        targets = torch.arange(len(queries), device=queries.device)
     to_refs = queries @ references.T / temperature
-    to_queries = references @ torch.cat([queries, negatives]).T / temperature
-    nce = (F.cross_entropy(to_refs, targets) + F.cross_entropy(to_queries, targets)) / 2
-    spread = koleo(references) if koleo_weight else torch.zeros(())
+    to_queries = references[targets] @ torch.cat([queries, negatives]).T / temperature
+    in_order = torch.arange(len(queries), device=queries.device)
+    nce = (F.cross_entropy(to_refs, targets) + F.cross_entropy(to_queries, in_order)) / 2
+    spread = koleo(references) if koleo_weight else torch.zeros((), device=queries.device)
     loss = nce + koleo_weight * spread
     return loss, {"nce": float(nce.detach()), "koleo": float(spread.detach())}
 
@@ -258,19 +338,20 @@ def window_recall(
     """Recall@1 of query windows of ``eval_ids`` logos against every logo's reference, and the
     share of background windows scoring below the median positive score (a separation proxy)."""
     network.eval()
+    device = next(network.parameters()).device
     rng = random.Random(f"eval:{seed}")
     size, channels = network.config.input_size, network.config.channels
     references = torch.from_numpy(
         np.stack([logo_window(logo, size, channels) for logo in data.logos])
-    )
+    ).to(device)
     ref_vectors = network(references)
     queries = torch.from_numpy(np.stack([sampler.positive(i, rng) for i in eval_ids]))
     backgrounds = torch.from_numpy(np.stack([sampler.negative(rng) for _ in eval_ids]))
-    scores = network(queries) @ ref_vectors.T
+    scores = (network(queries.to(device)) @ ref_vectors.T).cpu()
     best = scores.argmax(dim=1)
     recall = float((best == torch.tensor(list(eval_ids))).float().mean())
     positive = scores[torch.arange(len(eval_ids)), torch.tensor(list(eval_ids))]
-    background_best = (network(backgrounds) @ ref_vectors.T).max(dim=1).values
+    background_best = (network(backgrounds.to(device)) @ ref_vectors.T).max(dim=1).values.cpu()
     separated = float((background_best < positive.median()).float().mean())
     network.train()
     return {"window_recall_at_1": recall, "background_below_median_positive": separated}
@@ -319,6 +400,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     if config.threads:
         torch.set_num_threads(config.threads)
     precision = resolve_precision(config.precision)
+    device = torch.device(config.device)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
@@ -332,11 +414,13 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     if resume.exists():
         state = torch.load(resume, map_location="cpu", weights_only=True)
         network.load_state_dict(state["network"])
+        network.to(device)  # before the optimizer's state, which follows its parameters
         optimizer.load_state_dict(state["optimizer"])
         step, elapsed = int(state["step"]), float(state["elapsed"])
         history = json.loads(state["history"])
     elif config.init_from is not None:
         _start_from(network, Path(config.init_from))
+    network.to(device)
     sampler = WindowSampler(data, config.network.input_size, config.network.channels)
     batches = DataLoader(
         _Batches(sampler, train_ids, config, step),
@@ -344,9 +428,16 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         num_workers=config.workers,
         prefetch_factor=4 if config.workers else None,
         persistent_workers=False,
+        pin_memory=device.type == "cuda",
     )
     size, channels = config.network.input_size, config.network.channels
-    reference_windows = np.stack([logo_window(logo, size, channels) for logo in data.logos])
+    reference_windows = torch.from_numpy(
+        np.stack([logo_window(logo, size, channels) for logo in data.logos])
+    ).to(device)
+    # with all_references: every training logo's reference, and each logo id's row among them
+    catalogue = torch.tensor(train_ids, device=device)
+    catalogue_row = torch.full((len(data.logos),), -1, dtype=torch.long, device=device)
+    catalogue_row[catalogue] = torch.arange(len(train_ids), device=device)
     network.train()
     started = _now() - elapsed  # the run's clock, across resumes
     deadline = None if config.max_minutes is None else _now() + 60 * config.max_minutes
@@ -354,7 +445,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
 
     def save(final: bool = False) -> None:
         state = {
-            "network": network.state_dict(),
+            "network": {name: value.cpu() for name, value in network.state_dict().items()},
             "optimizer": optimizer.state_dict(),
             "step": step,
             "elapsed": _now() - started,
@@ -369,7 +460,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
                 "train_logos": len(train_ids),
                 "backgrounds": len(data.backgrounds),
             }
-            save_logo_model(out_dir / "logo.pt", network, metadata)
+            save_logo_model(out_dir / "logo.pt", copy.deepcopy(network).cpu(), metadata)
 
     def budget_share() -> float:
         budget = config.budget_minutes
@@ -383,17 +474,24 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
             break
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, config, spent)
-        references = torch.from_numpy(reference_windows[ids.numpy()])
+        ids = ids.to(device)
+        queries = queries.to(device, non_blocking=True)
+        negatives = negatives.to(device, non_blocking=True)
+        if config.all_references:
+            references, targets = reference_windows[catalogue], catalogue_row[ids]
+        else:
+            references, targets = reference_windows[ids], None
         # under bf16 only the forward runs in bf16; weights, grads and the loss stay fp32
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             vectors = network(torch.cat([references, queries, negatives]))
-        count = len(ids)
+        count, queried = len(references), len(ids)
         loss, parts = logo_loss(
-            vectors[:count],
-            vectors[count : 2 * count],
-            vectors[2 * count :],
+            vectors[:count].float(),
+            vectors[count : count + queried].float(),
+            vectors[count + queried :].float(),
             config.temperature,
             config.koleo_weight,
+            targets,
         )
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
