@@ -174,6 +174,16 @@ def test_saved_training_data_is_the_training_split_and_trains(shared: Path, tmp_
     assert (run / "logo.pt").is_file()
 
 
+@pytest.mark.parametrize("option", [("--quality", "0"), ("--max-backgrounds", "-1")])
+def test_save_logo_training_refuses_bad_settings(
+    shared: Path, tmp_path: Path, option: tuple[str, str], capsys: pytest.CaptureFixture[str]
+) -> None:
+    argv = ["save-logo-training", str(shared), "--out", str(tmp_path / "saved"), *option]
+    assert main([*argv, "--quiet"]) == 2
+    assert option[0] in capsys.readouterr().err
+    assert not (tmp_path / "saved").exists()
+
+
 def test_car_logo_without_a_name_uses_its_slug(shared: Path) -> None:
     specs = {spec.item_id: spec for spec in shared_logo_specs(shared)}
     assert specs["car_logos/car-0"].brand == "car-0"

@@ -31,6 +31,7 @@ from lookalike.training.logo_train import (
     logo_loss,
     split_eval_logos,
     train_logos,
+    training_precision,
 )
 
 
@@ -184,6 +185,13 @@ def test_training_against_all_references_leaves_the_held_out_logos_out(
     for _, targets in seen:
         assert len(targets) == config.batch_size
         assert len(set(targets)) == len(targets) and set(targets) <= set(range(training_logos))
+
+
+def test_automatic_precision_is_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("lookalike.model.embedder.bf16_is_fast", lambda: False)
+    assert training_precision("auto", torch.device("cuda")) == "bf16"
+    assert training_precision("auto", torch.device("cpu")) == "fp32"
+    assert training_precision("fp32", torch.device("cuda")) == "fp32"
 
 
 def test_a_misspelt_device_fails_at_once(tmp_path: Path) -> None:

@@ -418,6 +418,8 @@ def cmd_save_logo_training(args: argparse.Namespace) -> int:
 
     if args.max_backgrounds is not None and args.max_backgrounds < 0:
         raise ValueError(f"--max-backgrounds must be 0 or more, got {args.max_backgrounds}")
+    if not 1 <= args.quality <= 100:
+        raise ValueError(f"--quality must be 1..100, got {args.quality}")
     shared = Path(args.shared_data)
     backgrounds = training_backgrounds(shared)
     if args.max_backgrounds is not None and args.max_backgrounds < len(backgrounds):

@@ -32,7 +32,7 @@ import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import numpy.typing as npt
@@ -367,6 +367,14 @@ def _learning_rate(step: int, config: LogoTrainConfig, budget_share: float = 0.0
     return config.lr * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
 
 
+def training_precision(precision: Precision, device: torch.device) -> Literal["bf16", "fp32"]:
+    """``precision`` resolved for ``device``: "auto" is bf16 on a GPU (native there), and on
+    a CPU where it has native bf16 units."""
+    if precision == "auto" and device.type == "cuda":
+        return "bf16"
+    return resolve_precision(precision)
+
+
 def _now() -> float:
     """The clock the run's time and budget are counted on (a function, so tests can replace
     it)."""
@@ -399,8 +407,8 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     """Train (or resume) and write ``out_dir/logo.pt``; returns its path."""
     if config.threads:
         torch.set_num_threads(config.threads)
-    precision = resolve_precision(config.precision)
     device = torch.device(config.device)
+    precision = training_precision(config.precision, device)
     out_dir = Path(config.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(config.seed)
