@@ -29,7 +29,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -285,7 +285,7 @@ def batch_logos(
     logo_ids: Sequence[int],
     size: int,
     rng: random.Random,
-    neighbours: dict[int, Sequence[int]] | None = None,
+    neighbours: Mapping[int, Sequence[int]] | None = None,
     group: int = 0,
 ) -> list[int]:
     """``size`` distinct logos: a random sample, or (with ``neighbours``, nearest first, and
