@@ -28,9 +28,7 @@ from lookalike.training.logo_train import (
     LogoTrainingData,
     WindowSampler,
     _learning_rate,
-    batch_logos,
     logo_loss,
-    nearest_logos,
     split_eval_logos,
     train_logos,
     training_precision,
@@ -187,52 +185,6 @@ def test_training_against_all_references_leaves_the_held_out_logos_out(
     for _, targets in seen:
         assert len(targets) == config.batch_size
         assert len(set(targets)) == len(targets) and set(targets) <= set(range(training_logos))
-
-
-def test_batches_are_random_logos_or_groups_of_look_alikes() -> None:
-    ids = list(range(20))
-    plain = batch_logos(ids, 8, random.Random(0))
-    assert len(plain) == len(set(plain)) == 8 and set(plain) <= set(ids)
-    # each logo's neighbours: the next ones round the ring
-    neighbours = {i: [(i + 1) % 20, (i + 2) % 20, (i + 3) % 20] for i in ids}
-    grouped = batch_logos(ids, 9, random.Random(0), neighbours, group=3)
-    assert len(grouped) == len(set(grouped)) == 9
-    seed = grouped[0]
-    assert grouped[1:3] == neighbours[seed][:2]  # a seed, then its two nearest
-    assert batch_logos(ids, 30, random.Random(0), neighbours, group=3) != ids  # all, shuffled
-    assert sorted(batch_logos(ids, 30, random.Random(0), neighbours, group=3)) == ids
-
-
-def test_nearest_logos_finds_a_logos_twin() -> None:
-    # a network whose vectors are the windows' own pixels, so that the nearest are known
-    network = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Identity())
-    windows = torch.zeros((5, 1, 4, 4))
-    for logo in range(5):
-        windows[logo, 0, logo % 4, logo // 4] = 1.0  # five different pixels
-    windows[3, 0, 0, 0] = 0.9  # logo 3 leans towards logo 0
-    network.train()
-    nearest = nearest_logos(network, windows, [0, 1, 2, 3, 4], 2)
-    assert nearest[3][0] == 0 and nearest[0][0] == 3
-    assert all(logo not in found for logo, found in nearest.items())  # never itself
-    assert network.training  # left as it was
-
-
-def test_training_in_groups_of_look_alikes_finds_them_again_as_it_goes(
-    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    calls: list[int] = []
-    real = nearest_logos
-
-    def counting(*args: Any) -> Any:
-        calls.append(1)
-        return real(*args)
-
-    monkeypatch.setattr("lookalike.training.logo_train.nearest_logos", counting)
-    config = tiny_config(tmp_path, steps=3, neighbour_groups=2, neighbour_refresh=1)
-    with one_torch_thread():
-        model = load_logo_model(train_logos(config, data))
-    assert model.metadata["steps"] == 3
-    assert len(calls) == 3  # at the start, then before steps 1 and 2 (not after the last)
 
 
 def test_automatic_precision_is_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -398,8 +398,6 @@ def cmd_train_logos(args: argparse.Namespace) -> int:
         negatives=args.negatives,
         device=args.device,
         all_references=args.all_references,
-        neighbour_groups=args.neighbour_groups,
-        neighbour_refresh=args.neighbour_refresh,
     )
     source = Path(args.shared_data)
     if LogoTrainingData.is_saved(source):
@@ -763,16 +761,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="contrast each window with every training logo, not only the batch's (embeds "
         "the whole catalogue each step: for a GPU)",
-    )
-    tl.add_argument(
-        "--neighbour-groups",
-        type=int,
-        default=0,
-        help="make batches of groups of this many look-alike logos (each logo with its nearest "
-        "by the network): hard negatives at the cost of an in-batch step",
-    )
-    tl.add_argument(
-        "--neighbour-refresh", type=int, default=500, help="find the neighbours again every N steps"
     )
     tl.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda, ...")
     tl.add_argument("--lr", type=float, default=3e-3)

@@ -29,7 +29,7 @@ import json
 import math
 import random
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
@@ -78,11 +78,7 @@ class LogoTrainConfig:
     network trains ("cpu", "cuda", "cuda:1", ...; samples are always drawn on the CPU, by
     ``workers`` processes); bf16 precision there is autocast on that device.
     ``all_references``: contrast each query with every training logo's reference each step,
-    not only the ``batch_size`` of the batch (see the module's docstring). ``neighbour_groups``
-    (the CPU's cheaper way to hard negatives): when > 1, a batch is made of groups of that many
-    logos, each a random logo and the logos nearest it by the network's references, so that
-    look-alikes meet in one batch; the neighbours are found again every
-    ``neighbour_refresh`` steps."""
+    not only the ``batch_size`` of the batch (see the module's docstring)."""
 
     out_dir: Path
     steps: int = 3000
@@ -105,8 +101,6 @@ class LogoTrainConfig:
     threads: int | None = None
     device: str = "cpu"
     all_references: bool = False
-    neighbour_groups: int = 0
-    neighbour_refresh: int = 500
     seed: int = 0
     progress: bool = True
 
@@ -114,11 +108,6 @@ class LogoTrainConfig:
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise ValueError(f"budget_minutes must be positive, got {self.budget_minutes}")
         resolve_precision(self.precision)  # fail now, not after rendering every logo
-        if self.neighbour_groups < 0 or self.neighbour_refresh < 1:
-            raise ValueError(
-                f"neighbour_groups must be >= 0 and neighbour_refresh >= 1, got "
-                f"{self.neighbour_groups} and {self.neighbour_refresh}"
-            )
         try:  # likewise for a misspelt device
             torch.device(self.device)
         except RuntimeError as error:
@@ -281,58 +270,9 @@ class WindowSampler:
         return self._window(image, (side / 2, side / 2), window)
 
 
-def batch_logos(
-    logo_ids: Sequence[int],
-    size: int,
-    rng: random.Random,
-    neighbours: Mapping[int, Sequence[int]] | None = None,
-    group: int = 0,
-) -> list[int]:
-    """``size`` distinct logos: a random sample, or (with ``neighbours``, nearest first, and
-    ``group`` > 1) random logos each followed by up to ``group - 1`` of its nearest ones not
-    already taken."""
-    size = min(size, len(logo_ids))
-    if neighbours is None or group < 2:
-        return rng.sample(list(logo_ids), size)
-    chosen: dict[int, None] = {}  # ordered set
-    for seed in rng.sample(list(logo_ids), len(logo_ids)):
-        if len(chosen) >= size:
-            break
-        if seed in chosen:
-            continue
-        chosen[seed] = None
-        added = 1
-        for neighbour in neighbours.get(seed, ()):
-            if added >= group or len(chosen) >= size:
-                break
-            if neighbour not in chosen:
-                chosen[neighbour] = None
-                added += 1
-    return list(chosen)
-
-
-@torch.inference_mode()
-def nearest_logos(
-    network: torch.nn.Module, reference_windows: torch.Tensor, logo_ids: Sequence[int], count: int
-) -> dict[int, list[int]]:
-    """Each logo's ``count`` nearest other logos by the network's reference vectors."""
-    was_training = network.training
-    network.eval()
-    vectors = torch.cat(
-        [network(chunk) for chunk in reference_windows[list(logo_ids)].split(1024)]
-    ).float()
-    network.train(was_training)
-    similarity = vectors @ vectors.T
-    similarity.fill_diagonal_(-2.0)
-    nearest = similarity.topk(min(count, len(logo_ids) - 1), dim=1).indices.cpu().tolist()
-    ids = list(logo_ids)
-    return {ids[row]: [ids[column] for column in columns] for row, columns in enumerate(nearest)}
-
-
 class _Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
     """Endless batches (logo ids, query windows, negative windows), seeded per step so a
-    resumed run draws what the interrupted one would have (with ``neighbours``, as long as
-    they are the same: they are found again from the network when a run resumes)."""
+    resumed run draws what the interrupted one would have."""
 
     def __init__(
         self,
@@ -340,13 +280,11 @@ class _Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]])
         logo_ids: Sequence[int],
         config: LogoTrainConfig,
         first_step: int,
-        neighbours: dict[int, list[int]] | None = None,
     ) -> None:
         self.sampler = sampler
         self.logo_ids = list(logo_ids)
         self.config = config
         self.first_step = first_step
-        self.neighbours = neighbours
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
         info = get_worker_info()
@@ -354,13 +292,7 @@ class _Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]])
         step = self.first_step + worker
         while True:
             rng = random.Random(f"{self.config.seed}:{step}")
-            ids = batch_logos(
-                self.logo_ids,
-                self.config.batch_size,
-                rng,
-                self.neighbours,
-                self.config.neighbour_groups,
-            )
+            ids = rng.sample(self.logo_ids, min(self.config.batch_size, len(self.logo_ids)))
             queries = np.stack([self.sampler.positive(i, rng) for i in ids])
             negatives = np.stack([self.sampler.negative(rng) for _ in range(self.config.negatives)])
             yield (
@@ -498,6 +430,14 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         _start_from(network, Path(config.init_from))
     network.to(device)
     sampler = WindowSampler(data, config.network.input_size, config.network.channels)
+    batches = DataLoader(
+        _Batches(sampler, train_ids, config, step),
+        batch_size=None,
+        num_workers=config.workers,
+        prefetch_factor=4 if config.workers else None,
+        persistent_workers=False,
+        pin_memory=device.type == "cuda",
+    )
     size, channels = config.network.input_size, config.network.channels
     reference_windows = torch.from_numpy(
         np.stack([logo_window(logo, size, channels) for logo in data.logos])
@@ -506,27 +446,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     catalogue = torch.tensor(train_ids, device=device)
     catalogue_row = torch.full((len(data.logos),), -1, dtype=torch.long, device=device)
     catalogue_row[catalogue] = torch.arange(len(train_ids), device=device)
-    grouped = config.neighbour_groups > 1
-
-    def batches_from(first: int) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
-        """Batches from step ``first`` on (with neighbours found by the network as it is)."""
-        neighbours = None
-        if grouped:
-            neighbours = nearest_logos(
-                network, reference_windows, train_ids, config.neighbour_groups - 1
-            )
-        loader = DataLoader(
-            _Batches(sampler, train_ids, config, first, neighbours),
-            batch_size=None,
-            num_workers=config.workers,
-            prefetch_factor=4 if config.workers else None,
-            persistent_workers=False,
-            pin_memory=device.type == "cuda",
-        )
-        return iter(loader)
-
     network.train()
-    batches = batches_from(step)
     started = _now() - elapsed  # the run's clock, across resumes
     deadline = None if config.max_minutes is None else _now() + 60 * config.max_minutes
     bar = tqdm(total=config.steps, initial=step, desc="logo training", disable=not config.progress)
@@ -554,15 +474,12 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         budget = config.budget_minutes
         return 0.0 if budget is None else (_now() - started) / (60 * budget)
 
-    while True:
+    for ids, queries, negatives in batches:
         spent = budget_share()
         if step >= config.steps or spent >= 1.0:
             break
         if deadline is not None and _now() > deadline:
             break
-        if grouped and step % config.neighbour_refresh == 0 and step:
-            batches = batches_from(step)  # new neighbours, from this step's batch on
-        ids, queries, negatives = next(batches)
         for group in optimizer.param_groups:
             group["lr"] = _learning_rate(step, config, spent)
         ids = ids.to(device)
