@@ -316,11 +316,11 @@ def logo_loss(
 
     ``targets[i]``: the row of query i's reference (default ``i``: one reference per query,
     in order; more references than queries are extra negatives)."""
+    in_order = torch.arange(len(queries), device=queries.device)
     if targets is None:
-        targets = torch.arange(len(queries), device=queries.device)
+        targets = in_order
     to_refs = queries @ references.T / temperature
     to_queries = references[targets] @ torch.cat([queries, negatives]).T / temperature
-    in_order = torch.arange(len(queries), device=queries.device)
     nce = (F.cross_entropy(to_refs, targets) + F.cross_entropy(to_queries, in_order)) / 2
     spread = koleo(references) if koleo_weight else torch.zeros((), device=queries.device)
     loss = nce + koleo_weight * spread
@@ -330,20 +330,17 @@ def logo_loss(
 @torch.inference_mode()
 def window_recall(
     network: LogoNet,
-    data: LogoTrainingData,
+    references: torch.Tensor,
     sampler: WindowSampler,
     eval_ids: Sequence[int],
     seed: int,
 ) -> dict[str, float]:
-    """Recall@1 of query windows of ``eval_ids`` logos against every logo's reference, and the
-    share of background windows scoring below the median positive score (a separation proxy)."""
+    """Recall@1 of query windows of ``eval_ids`` logos against every logo's reference
+    (``references``: each logo's reference window, on the network's device), and the share
+    of background windows scoring below the median positive score (a separation proxy)."""
     network.eval()
     device = next(network.parameters()).device
     rng = random.Random(f"eval:{seed}")
-    size, channels = network.config.input_size, network.config.channels
-    references = torch.from_numpy(
-        np.stack([logo_window(logo, size, channels) for logo in data.logos])
-    ).to(device)
     ref_vectors = network(references)
     queries = torch.from_numpy(np.stack([sampler.positive(i, rng) for i in eval_ids]))
     backgrounds = torch.from_numpy(np.stack([sampler.negative(rng) for _ in eval_ids]))
@@ -508,7 +505,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         bar.update(1)
         bar.set_postfix(loss=f"{float(loss.detach()):.3f}", nce=f"{parts['nce']:.3f}")
         if step % config.eval_every == 0 or step == config.steps:
-            metrics = window_recall(network, data, sampler, eval_ids, config.seed)
+            metrics = window_recall(network, reference_windows, sampler, eval_ids, config.seed)
             history.append(
                 {
                     "step": step,
@@ -523,7 +520,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
             save()
     bar.close()
     if not history or history[-1]["step"] != step:  # stopped early: measure where it stands
-        metrics = window_recall(network, data, sampler, eval_ids, config.seed)
+        metrics = window_recall(network, reference_windows, sampler, eval_ids, config.seed)
         history.append({"step": step, **metrics, "minutes": (_now() - started) / 60})
     save(final=True)
     return out_dir / "logo.pt"
