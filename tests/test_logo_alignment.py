@@ -20,7 +20,7 @@ from lookalike.logos.alignment import (
     logo_templates,
 )
 from lookalike.logos.catalog import LogoCatalog
-from lookalike.logos.geometry import plausible_view, quad_iou
+from lookalike.logos.geometry import bounds_iou, plausible_view, quad_iou
 from lookalike.logos.matcher import LogoMatchConfig, LogoMatcher
 from lookalike.logos.network import load_logo_model
 from lookalike.logos.windows import WindowGrid
@@ -199,13 +199,15 @@ def glyph_catalog(tmp_path_factory: pytest.TempPathFactory) -> LogoCatalog:
 
 def test_the_matcher_scores_and_outlines_a_flat_glyph(glyph_catalog: LogoCatalog) -> None:
     """Random descriptor weights: every glyph is a candidate; alignment tells them apart and
-    gives the region when keypoints find none."""
+    gives the region when keypoints find none (every candidate is reported here, also those
+    that compete for the clover's place)."""
     config = LogoMatchConfig(
         grid=WindowGrid(scales=(0.48,), stride=0.25),
         window_k=3,
         candidates=3,
         top_k=3,
         min_score=-1.0,
+        region_overlap=None,
     )
     photo, truth = pasted(clover(), seed=7)
     with one_torch_thread():
@@ -253,3 +255,17 @@ def test_quad_iou_measures_the_overlap_of_two_outlines() -> None:
     assert quad_iou(square, nan) == 0.0
     point = ((3.0, 3.0),) * 4
     assert quad_iou(point, point) == 0.0
+
+
+def test_bounds_iou_compares_bounding_boxes() -> None:
+    square = ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))
+    shifted = ((5.0, 0.0), (15.0, 0.0), (15.0, 10.0), (5.0, 10.0))
+    diamond = ((5.0, 0.0), (10.0, 5.0), (5.0, 10.0), (0.0, 5.0))  # the square's bounds
+    far = ((100.0, 100.0), (110.0, 100.0), (110.0, 110.0), (100.0, 110.0))
+    assert bounds_iou(square, shifted) == pytest.approx(1 / 3)
+    assert bounds_iou(square, diamond) == pytest.approx(1.0)  # quad_iou: 0.5
+    assert bounds_iou(square, far) == 0.0
+    nan = ((float("nan"), 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
+    assert bounds_iou(square, nan) == 0.0
+    point = ((3.0, 3.0),) * 4
+    assert bounds_iou(point, point) == 0.0

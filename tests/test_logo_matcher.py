@@ -32,7 +32,13 @@ from logo_helpers import (
 from lookalike.index import CatalogRecord, SearchHit
 from lookalike.logos.alignment import Alignment
 from lookalike.logos.catalog import LogoCatalog
-from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, LogoMatcher, _Candidate
+from lookalike.logos.matcher import (
+    LogoMatch,
+    LogoMatchConfig,
+    LogoMatcher,
+    _Candidate,
+    one_brand_per_region,
+)
 from lookalike.logos.network import LogoModel, load_logo_model
 from lookalike.logos.windows import WindowGrid, Windows
 from lookalike.training.logo_benchmark import LogoQuery, match_queries
@@ -170,7 +176,7 @@ def test_match_queries_batches_and_threads_give_each_photos_own_answer(
         photo.save(path)
         queries.append(LogoQuery(f"q{number}", path, None, None, None))
     one_by_one = [
-        (query.query_id, m.record.brand or m.record.item_id, m.score)
+        (query.query_id, m.brand, m.score)
         for query, photo in zip(queries, photos, strict=True)
         for m in matcher.match(photo)
     ]
@@ -291,6 +297,8 @@ def test_grey_and_rgba_photos_are_accepted(
         {"alignment_floor": -0.1},
         {"alignment_floor": 1.0},
         {"colour_candidates": -1},
+        {"region_overlap": -0.1},
+        {"region_overlap": 1.0},
     ],
 )
 def test_bad_match_configs_are_refused(kwargs: dict[str, object]) -> None:
@@ -457,3 +465,53 @@ def test_colour_hits_count_only_from_their_own_floor(catalog: LogoCatalog) -> No
     by_id = {c.record.item_id: c for c in found}
     assert by_id["logo1"].view == 1 and by_id["logo1"].score == 0.58
     assert by_id["logo2"].shortlisted
+
+
+# -- one brand per region ------------------------------------------------------------------------
+
+
+def square_match(
+    item_id: str, brand: str | None, score: float, box: tuple[float, ...]
+) -> LogoMatch:
+    record = CatalogRecord(item_id, "0" * 64, brand, "logo", None, None, "2026-01-01")
+    x0, y0, x1, y1 = box
+    return LogoMatch(record, score, score, 0, ((x0, y0), (x1, y0), (x1, y1), (x0, y1)))
+
+
+def test_a_region_keeps_only_its_best_brand() -> None:
+    best = square_match("a", "Acme", 0.9, (0, 0, 100, 100))
+    rival = square_match("b", "Bolt", 0.8, (10, 10, 110, 110))  # IoU 0.68 with best
+    elsewhere = square_match("c", "Bolt", 0.7, (300, 300, 400, 400))  # another logo
+    twin = square_match("d", "ACME", 0.6, (5, 5, 105, 105))  # same brand, other catalogue
+    nearby = square_match("e", "Crux", 0.5, (90, 90, 190, 190))  # IoU 0.003 with best
+    kept = one_brand_per_region([best, rival, elsewhere, twin, nearby], 0.3)
+    assert kept == [best, elsewhere, twin, nearby]
+    # a dropped match suppresses nothing; an item without a brand is its own brand
+    unbranded = square_match("f", None, 0.85, (0, 0, 100, 100))
+    assert one_brand_per_region([best, unbranded], 0.3) == [best]
+    assert one_brand_per_region([best, rival], 0.7) == [best, rival]
+
+
+def test_matcher_drops_rival_brands_from_the_region_of_its_best_match(
+    logo_model_path: Path, tmp_path: Path, logos: dict[str, Image.Image]
+) -> None:
+    """The same drawing indexed under two brands: both claim the same place, one is kept; with
+    ``region_overlap=None`` both are reported."""
+    badge = logos["badge"]
+    copy = badge.copy()
+    copy.putpixel((0, 0), (1, 2, 3, 4))  # another file (the index skips duplicate files)
+    badge.save(tmp_path / "badge.png")
+    copy.save(tmp_path / "badge-copy.png")
+    catalog = LogoCatalog(load_logo_model(logo_model_path))
+    report = catalog.add(
+        [
+            *logo_entries([tmp_path / "badge.png"], brand="acme"),
+            *logo_entries([tmp_path / "badge-copy.png"], brand="bolt"),
+        ]
+    )
+    assert len(report.added) == 2, report
+    photo, _ = paste_logo(logos["badge"])
+    suppressed = LogoMatcher(catalog, verify_all(2)).match(photo)
+    both = LogoMatcher(catalog, replace(verify_all(2), region_overlap=None)).match(photo)
+    assert sorted(m.brand for m in both) == ["acme", "bolt"]
+    assert [m.brand for m in suppressed] == [both[0].brand]

@@ -1,7 +1,8 @@
 """Is a quadrilateral a plausible view of a flat picture? Shared by logo keypoint
 verification, outline alignment and whole-photo re-ranking, which all end with a homography
 that may be a chance fit. And how much two outlines overlap (the logo benchmark's measure of
-a reported region)."""
+a reported region), exactly or by bounding boxes (cheap enough to compare every pair of a
+photo's matches)."""
 
 from __future__ import annotations
 
@@ -92,3 +93,18 @@ def quad_iou(first: Quad, second: Quad, resolution: int = 512) -> float:
         masks.append(np.asarray(mask, np.bool_))
     union = int(np.logical_or(*masks).sum())
     return int(np.logical_and(*masks).sum()) / union if union else 0.0
+
+
+def bounds_iou(first: Quad, second: Quad) -> float:
+    """Intersection over union of two outlines' axis-aligned bounding boxes (0 for
+    non-finite or empty ones): a coarse :func:`quad_iou` at a tiny fraction of its cost."""
+    boxes = []
+    for quad in (first, second):
+        points = np.asarray(quad, np.float64)
+        if not np.all(np.isfinite(points)):
+            return 0.0
+        boxes.append((*points.min(axis=0), *points.max(axis=0)))
+    (ax0, ay0, ax1, ay1), (bx0, by0, bx1, by1) = boxes
+    inter = max(0.0, min(ax1, bx1) - max(ax0, bx0)) * max(0.0, min(ay1, by1) - max(ay0, by0))
+    union = (ax1 - ax0) * (ay1 - ay0) + (bx1 - bx0) * (by1 - by0) - inter
+    return float(inter / union) if union > 0 else 0.0

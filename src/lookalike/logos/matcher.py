@@ -28,6 +28,7 @@ import numpy as np
 import numpy.typing as npt
 from PIL import Image, ImageOps
 
+from ..data.logos import normalise_brand
 from ..embeddings import Embeddings
 from ..index import CatalogRecord
 from ..verify import LocalFeatures, Verification, match_and_verify, sift_features
@@ -40,7 +41,7 @@ from .alignment import (
     logo_templates,
 )
 from .catalog import LogoCatalog, embed_windows
-from .geometry import Point, Quad, plausible_view
+from .geometry import Point, Quad, bounds_iou, plausible_view
 from .windows import (
     GREY_VIEW,
     WindowGrid,
@@ -97,8 +98,13 @@ class LogoMatchConfig:
     inliers. Both from the calibration set's right matches: a homography of a few points is
     loose (5-7 inliers: keypoint outline IoU with the logo 0.69 median, aligned outline 0.95;
     from 20 inliers keypoints were the more exact), and outlines aligned at an agreement of
-    0.6-0.8 overlapped the logo far better than the window it was found in; ``threads``:
-    photos of a batch verified in parallel."""
+    0.6-0.8 overlapped the logo far better than the window it was found in;
+    ``region_overlap``: a match whose region overlaps a better match of another brand by more
+    than this (IoU of their bounding boxes) is dropped: one place in a photo shows one logo,
+    and the look-alikes that compete for it are not evidence of theirs (None keeps them; on
+    the calibration set µAP 0.749 -> 0.769, recall at precision 0.9 0.613 -> 0.677, from
+    0.1 to 0.7 all within 0.003 of each other); ``threads``: photos of a batch verified in
+    parallel."""
 
     grid: WindowGrid = field(default_factory=WindowGrid)
     window_k: int = 3
@@ -117,6 +123,7 @@ class LogoMatchConfig:
     alignment_floor: float = 0.7
     region_agreement: float = 0.6
     keypoint_region_inliers: int = 20
+    region_overlap: float | None = 0.3
     top_k: int = 5
     threads: int = 2
 
@@ -129,6 +136,8 @@ class LogoMatchConfig:
             raise ValueError(f"context must be >= 1, got {self.context}")
         if not 0.0 <= self.alignment_floor < 1.0:
             raise ValueError(f"alignment_floor must be in [0, 1), got {self.alignment_floor}")
+        if self.region_overlap is not None and not 0.0 <= self.region_overlap < 1.0:
+            raise ValueError(f"region_overlap must be in [0, 1) or None, got {self.region_overlap}")
 
     @classmethod
     def defaults_for(cls, channels: int = 1) -> LogoMatchConfig:
@@ -189,6 +198,11 @@ class LogoMatch:
     def verified(self) -> bool:
         return self.inliers > 0
 
+    @property
+    def brand(self) -> str:
+        """The brand this match says the photo shows: its logo's (its item id without one)."""
+        return self.record.brand or self.record.item_id
+
 
 @dataclass(frozen=True)
 class _Candidate:
@@ -202,6 +216,24 @@ class _Candidate:
 def _box_corners(box: Sequence[float] | npt.NDArray[np.float32]) -> Quad:
     x0, y0, x1, y1 = (float(v) for v in box)
     return ((x0, y0), (x1, y0), (x1, y1), (x0, y1))
+
+
+def one_brand_per_region(matches: Sequence[LogoMatch], max_overlap: float) -> list[LogoMatch]:
+    """``matches`` (best first) without those whose region overlaps a better match of another
+    brand by more than ``max_overlap`` (IoU of bounding boxes): non-maximum suppression across
+    brands. Matches of one brand (a catalogue that holds a logo twice) never suppress each
+    other, nor do matches in separate places (a photo may show several logos)."""
+    kept: list[tuple[LogoMatch, str]] = []
+    for match in matches:
+        brand = normalise_brand(
+            match.brand
+        )  # "Alfa Romeo" of one catalogue, "alfa-romeo" of another
+        if not any(
+            other != brand and bounds_iou(better.region, match.region) > max_overlap
+            for better, other in kept
+        ):
+            kept.append((match, brand))
+    return [match for match, _ in kept]
 
 
 class LogoMatcher:
@@ -333,6 +365,8 @@ class LogoMatcher:
             else:
                 matches.append(self._unverified(candidate))
         matches.sort(key=lambda m: -m.score)
+        if self.config.region_overlap is not None:
+            matches = one_brand_per_region(matches, self.config.region_overlap)
         return matches[: self.config.top_k]
 
     def _unverified(self, candidate: _Candidate) -> LogoMatch:

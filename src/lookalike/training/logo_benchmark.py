@@ -401,14 +401,9 @@ def match_photos(
             yield from zip(chunk, matcher.match_many(images, windows), strict=True)
 
 
-def _predicted_brand(match: LogoMatch) -> str:
-    """The brand a match predicts (a logo without a brand predicts its item id)."""
-    return match.record.brand or match.record.item_id
-
-
 def brand_predictions(query: LogoQuery, matches: Iterable[LogoMatch]) -> list[BrandPrediction]:
     """A query's matches as brand predictions."""
-    return [(query.query_id, _predicted_brand(m), m.score) for m in matches]
+    return [(query.query_id, m.brand, m.score) for m in matches]
 
 
 def _right_best_match(query: LogoQuery, matches: Sequence[LogoMatch]) -> LogoMatch | None:
@@ -416,7 +411,7 @@ def _right_best_match(query: LogoQuery, matches: Sequence[LogoMatch]) -> LogoMat
     best = max(matches, key=lambda m: m.score, default=None)
     if best is None or query.brand is None:
         return None
-    return best if normalise_brand(_predicted_brand(best)) == normalise_brand(query.brand) else None
+    return best if normalise_brand(best.brand) == normalise_brand(query.brand) else None
 
 
 def match_queries(
