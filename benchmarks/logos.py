@@ -116,6 +116,8 @@ def main() -> None:
     )
     defaults = LogoMatchConfig()
     parser.add_argument("--candidates", type=int, default=defaults.candidates)
+    parser.add_argument("--window-k", type=int, default=defaults.window_k)
+    parser.add_argument("--window-support", type=int, default=defaults.window_support)
     parser.add_argument("--alignment-floor", type=float, default=defaults.alignment_floor)
     parser.add_argument(
         "--colour-from",
@@ -147,6 +149,8 @@ def main() -> None:
     config = replace(
         defaults,
         candidates=args.candidates,
+        window_k=args.window_k,
+        window_support=args.window_support,
         colour_min_score=args.colour_min_score,
         region_side=args.region_side,
         alignment_floor=args.alignment_floor,
@@ -197,6 +201,8 @@ def main() -> None:
         "alignment": not args.no_alignment,
         "queries_set": "calibration (dev)" if args.dev else "benchmark",
         "candidates": args.candidates,
+        "window_k": args.window_k,
+        "window_support": args.window_support,
         "alignment_floor": args.alignment_floor,
         "colour_from": args.colour_from or None,
         "colour_min_score": args.colour_min_score,

@@ -297,6 +297,7 @@ def test_grey_and_rgba_photos_are_accepted(
         {"alignment_floor": -0.1},
         {"alignment_floor": 1.0},
         {"colour_candidates": -1},
+        {"window_support": 0},
         {"region_overlap": -0.1},
         {"region_overlap": 1.0},
     ],
@@ -335,9 +336,14 @@ def test_the_alignment_floor_follows_the_model_calibration(catalog: LogoCatalog)
     assert LogoMatchConfig.calibrated_for(calibrated).grid.colour_from is None  # before colour
     assert LogoMatchConfig.calibrated_for(calibrated).region_side == 256  # before it was 192
     assert LogoMatchConfig.calibrated_for(calibrated).colour_min_score == 0.35
-    recorded = {**calibrated, "calibrated_on": {"alignment_floor": 0.6, "colour_from": 0.4}}
+    assert LogoMatchConfig.calibrated_for(calibrated).window_support == 1  # best window alone
+    recorded = {
+        **calibrated,
+        "calibrated_on": {"alignment_floor": 0.6, "colour_from": 0.4, "window_support": 2},
+    }
     assert LogoMatchConfig.calibrated_for(recorded).alignment_floor == 0.6
     assert LogoMatchConfig.calibrated_for(recorded).grid.colour_from == 0.4
+    assert LogoMatchConfig.calibrated_for(recorded).window_support == 2
     assert LogoMatchConfig.calibrated_for({}).grid == LogoMatchConfig().grid
     assert LogoMatchConfig().grid.colour_from is not None  # colour windows by default
     # a colour network sees colour in every window: no separate colour windows
@@ -433,7 +439,9 @@ def test_colour_windows_add_candidates_but_never_displace_grey_ones(catalog: Log
     colour_hits = [[SearchHit(record(n), s) for n, s in ((7, 0.9), (1, 0.85), (8, 0.8), (9, 0.7))]]
     boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], np.float32)
     windows = Windows(np.zeros((2, 1, 48, 48), np.uint8), boxes, np.array([0, 1], np.uint8))
-    config = LogoMatchConfig(window_k=6, candidates=6, colour_candidates=2, top_k=9)
+    config = LogoMatchConfig(
+        window_k=6, window_support=1, candidates=6, colour_candidates=2, top_k=9
+    )
     found = LogoMatcher(catalog, config)._candidates(grey_hits + colour_hits, windows)
     shortlisted = [c.record.item_id for c in found if c.shortlisted]
     # the six of grey, then the two best of colour that grey did not already have
@@ -457,7 +465,7 @@ def test_colour_hits_count_only_from_their_own_floor(catalog: LogoCatalog) -> No
     colour_hits = [[SearchHit(record(1), 0.58), SearchHit(record(2), 0.55)]]
     boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15]], np.float32)
     windows = Windows(np.zeros((2, 1, 48, 48), np.uint8), boxes, np.array([0, 1], np.uint8))
-    config = LogoMatchConfig(window_k=2, colour_min_score=0.6)
+    config = LogoMatchConfig(window_k=2, window_support=1, colour_min_score=0.6)
     found = LogoMatcher(catalog, config)._candidates(grey_hits + colour_hits, windows)
     assert [(c.record.item_id, c.view, c.score) for c in found] == [("logo1", 0, 0.5)]
     lower = replace(config, colour_min_score=0.5)
@@ -465,6 +473,34 @@ def test_colour_hits_count_only_from_their_own_floor(catalog: LogoCatalog) -> No
     by_id = {c.record.item_id: c for c in found}
     assert by_id["logo1"].view == 1 and by_id["logo1"].score == 0.58
     assert by_id["logo2"].shortlisted
+
+
+def test_a_logo_seen_by_several_windows_outranks_a_single_window_look_alike(
+    catalog: LogoCatalog,
+) -> None:
+    """A logo's descriptor score is the mean of its ``window_support`` best windows, a window
+    that did not rank it counting as ``min_score``: the overlapping windows around a real logo
+    all see it, a chance look-alike fits one."""
+
+    def record(number: int) -> CatalogRecord:
+        return CatalogRecord(f"logo{number}", "0" * 64, None, "logo", None, None, "2026-01-01")
+
+    rows = [
+        [SearchHit(record(2), 0.9), SearchHit(record(1), 0.8)],
+        [SearchHit(record(1), 0.7)],
+        [SearchHit(record(1), 0.6), SearchHit(record(3), 0.3)],  # logo3: under min_score
+    ]
+    boxes = np.array([[0, 0, 10, 10], [5, 5, 15, 15], [0, 5, 10, 15]], np.float32)
+    windows = Windows(np.zeros((3, 1, 48, 48), np.uint8), boxes)
+    config = LogoMatchConfig(window_k=2, window_support=3, min_score=0.35)
+    found = LogoMatcher(catalog, config)._candidates(rows, windows)
+    scores = {c.record.item_id: c.score for c in found}
+    expected = {"logo1": (0.8 + 0.7 + 0.6) / 3, "logo2": (0.9 + 0.35 + 0.35) / 3}
+    assert scores == pytest.approx(expected)
+    assert [c.record.item_id for c in found] == ["logo1", "logo2"]
+    assert found[0].box.tolist() == [0, 0, 10, 10]  # verified where it scored best
+    best_window = LogoMatcher(catalog, replace(config, window_support=1))._candidates(rows, windows)
+    assert [(c.record.item_id, c.score) for c in best_window] == [("logo2", 0.9), ("logo1", 0.8)]
 
 
 # -- one brand per region ------------------------------------------------------------------------

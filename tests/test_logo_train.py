@@ -314,9 +314,10 @@ def test_a_time_budget_ends_the_run_annealed_and_stays_spent(
 def test_the_calibration_records_the_matcher_settings_its_scores_depend_on() -> None:
     calibration = calibrate(np.array([0.9, 0.8, 0.7]), np.array([0.3, 0.2, 0.75]))
     thresholds = {"copy": 0.8, "review": 0.6}
-    result = LogoCalibrationResult(calibration, thresholds, 3, 3, 0.65, 0.4, 0.55, 224)
+    result = LogoCalibrationResult(calibration, thresholds, 3, 3, 0.65, 0.4, 0.55, 224, 2)
     config = LogoMatchConfig.calibrated_for(result.to_metadata())
     assert config.alignment_floor == 0.65 and config.grid.colour_from == 0.4
     assert config.colour_min_score == 0.55 and config.region_side == 224
-    grey_only = LogoCalibrationResult(calibration, thresholds, 3, 3, 0.7, None, 0.6, 192)
+    assert config.window_support == 2
+    grey_only = LogoCalibrationResult(calibration, thresholds, 3, 3, 0.7, None, 0.6, 192, 3)
     assert LogoMatchConfig.calibrated_for(grey_only.to_metadata()).grid.colour_from is None

@@ -47,6 +47,7 @@ class LogoCalibrationResult:
     colour_from: float | None
     colour_min_score: float
     region_side: int
+    window_support: int
 
     def to_metadata(self) -> dict[str, Any]:
         return {
@@ -60,6 +61,7 @@ class LogoCalibrationResult:
                 "colour_from": self.colour_from,
                 "colour_min_score": self.colour_min_score,
                 "region_side": self.region_side,
+                "window_support": self.window_support,
             },
         }
 
@@ -142,6 +144,7 @@ def calibrate_logo_matcher(
         matcher.config.grid.colour_from,
         matcher.config.colour_min_score,
         matcher.config.region_side,
+        matcher.config.window_support,
     )
 
 
