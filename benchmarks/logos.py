@@ -133,6 +133,12 @@ def main() -> None:
         help="colour windows' hits count from this descriptor score up",
     )
     parser.add_argument("--region-side", type=int, default=defaults.region_side)
+    parser.add_argument(
+        "--min-std",
+        type=float,
+        default=defaults.grid.min_std,
+        help="windows flatter than this (grey-level std) are not searched; 0: every window",
+    )
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
@@ -155,7 +161,7 @@ def main() -> None:
         region_side=args.region_side,
         alignment_floor=args.alignment_floor,
         alignment=None if args.no_alignment else defaults.alignment,
-        grid=replace(defaults.grid, colour_from=args.colour_from or None),
+        grid=replace(defaults.grid, colour_from=args.colour_from or None, min_std=args.min_std),
     )
     matcher = LogoMatcher(catalog, config)
     print("| matcher | brand µAP | recall@P90 | top-1 | speed |\n|---|---|---|---|---|")
@@ -207,6 +213,7 @@ def main() -> None:
         "colour_from": args.colour_from or None,
         "colour_min_score": args.colour_min_score,
         "region_side": args.region_side,
+        "min_std": args.min_std,
         "threads": args.threads,
     }
     if args.orb_queries > 0:

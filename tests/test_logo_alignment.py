@@ -20,7 +20,7 @@ from lookalike.logos.alignment import (
     logo_templates,
 )
 from lookalike.logos.catalog import LogoCatalog
-from lookalike.logos.geometry import bounds_iou, plausible_view, quad_iou
+from lookalike.logos.geometry import bounds_overlap, plausible_view, quad_iou
 from lookalike.logos.matcher import LogoMatchConfig, LogoMatcher
 from lookalike.logos.network import load_logo_model
 from lookalike.logos.windows import WindowGrid
@@ -257,15 +257,19 @@ def test_quad_iou_measures_the_overlap_of_two_outlines() -> None:
     assert quad_iou(point, point) == 0.0
 
 
-def test_bounds_iou_compares_bounding_boxes() -> None:
+def test_bounds_overlap_compares_bounding_boxes() -> None:
     square = ((0.0, 0.0), (10.0, 0.0), (10.0, 10.0), (0.0, 10.0))
     shifted = ((5.0, 0.0), (15.0, 0.0), (15.0, 10.0), (5.0, 10.0))
     diamond = ((5.0, 0.0), (10.0, 5.0), (5.0, 10.0), (0.0, 5.0))  # the square's bounds
+    inner = ((2.0, 2.0), (4.0, 2.0), (4.0, 4.0), (2.0, 4.0))
     far = ((100.0, 100.0), (110.0, 100.0), (110.0, 110.0), (100.0, 110.0))
-    assert bounds_iou(square, shifted) == pytest.approx(1 / 3)
-    assert bounds_iou(square, diamond) == pytest.approx(1.0)  # quad_iou: 0.5
-    assert bounds_iou(square, far) == 0.0
+    assert bounds_overlap(square, shifted) == pytest.approx((1 / 3, 0.5))
+    assert bounds_overlap(square, diamond) == pytest.approx((1.0, 1.0))  # quad_iou: 0.5
+    assert bounds_overlap(square, inner) == pytest.approx((0.04, 1.0))
+    assert bounds_overlap(inner, square) == pytest.approx((0.04, 1.0))
+    assert bounds_overlap(square, far) == (0.0, 0.0)
     nan = ((float("nan"), 0.0), (1.0, 0.0), (1.0, 1.0), (0.0, 1.0))
-    assert bounds_iou(square, nan) == 0.0
+    assert bounds_overlap(square, nan) == (0.0, 0.0)
     point = ((3.0, 3.0),) * 4
-    assert bounds_iou(point, point) == 0.0
+    assert bounds_overlap(point, point) == (0.0, 0.0)
+    assert bounds_overlap(square, point) == (0.0, 0.0)  # an empty box is inside nothing

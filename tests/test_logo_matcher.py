@@ -300,6 +300,8 @@ def test_grey_and_rgba_photos_are_accepted(
         {"window_support": 0},
         {"region_overlap": -0.1},
         {"region_overlap": 1.0},
+        {"region_nested": 0.0},
+        {"region_nested": 1.5},
     ],
 )
 def test_bad_match_configs_are_refused(kwargs: dict[str, object]) -> None:
@@ -522,6 +524,10 @@ def test_a_region_keeps_only_its_best_brand() -> None:
     nearby = square_match("e", "Crux", 0.5, (90, 90, 190, 190))  # IoU 0.003 with best
     kept = one_brand_per_region([best, rival, elsewhere, twin, nearby], 0.3)
     assert kept == [best, elsewhere, twin, nearby]
+    letter = square_match("g", "Dyne", 0.55, (20, 20, 40, 40))  # inside best: IoU 0.04
+    window = square_match("h", "Echo", 0.54, (-50, -50, 150, 150))  # around best: IoU 0.25
+    assert one_brand_per_region([best, letter, window], 0.3) == [best, letter, window]
+    assert one_brand_per_region([best, letter, window], 0.3, 0.9) == [best]
     # a dropped match suppresses nothing; an item without a brand is its own brand
     unbranded = square_match("f", None, 0.85, (0, 0, 100, 100))
     assert one_brand_per_region([best, unbranded], 0.3) == [best]
@@ -551,3 +557,15 @@ def test_matcher_drops_rival_brands_from_the_region_of_its_best_match(
     both = LogoMatcher(catalog, replace(verify_all(2), region_overlap=None)).match(photo)
     assert sorted(m.brand for m in both) == ["acme", "bolt"]
     assert [m.brand for m in suppressed] == [both[0].brand]
+
+
+def test_blank_photos_have_no_windows_and_no_matches(
+    matcher: LogoMatcher, logos: dict[str, Image.Image]
+) -> None:
+    blank = Image.new("RGB", (300, 200), "white")
+    photo, box = paste_logo(logos["wordmark"])
+    assert len(matcher.windows(blank)) == 0
+    assert matcher.match(blank) == []
+    found = matcher.match_many([blank, photo, blank])
+    assert found[0] == [] and found[2] == []
+    check_found(found[1], "wordmark", box)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 from PIL import Image, ImageDraw
@@ -30,6 +32,13 @@ def smooth_photo(size: tuple[int, int]) -> Image.Image:
     return Image.fromarray(np.stack([grey_levels] * 3, axis=2), "RGB")
 
 
+def grain(size: tuple[int, int], seed: int = 0) -> Image.Image:
+    """Fine random texture: no window of it is flat."""
+    rng = np.random.default_rng(seed)
+    w, h = size
+    return Image.fromarray(rng.integers(60, 200, (h, w), dtype=np.uint8), "L").convert("RGB")
+
+
 def covered(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """A per-pixel mask of the photo: True where some box covers the pixel's centre."""
     w, h = size
@@ -55,6 +64,7 @@ def covered(boxes: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         {"stride": 1.5},
         {"colour_from": 0.0},
         {"colour_from": 1.5},
+        {"min_std": -1.0},
     ],
 )
 def test_bad_grids_are_refused(kwargs: dict[str, object]) -> None:
@@ -84,8 +94,37 @@ def test_known_size_gives_known_windows() -> None:
 
 def test_window_count_of_the_default_grid_is_stable() -> None:
     """A regression guard on the default grid's cost: 314 windows for a 640x480 photo."""
-    windows = cut_windows(Image.new("RGB", (640, 480), "white"), WindowGrid(), S)
+    windows = cut_windows(grain((640, 480)), WindowGrid(), S)
     assert len(windows) == 314
+
+
+def test_flat_windows_are_not_searched() -> None:
+    """A blank studio background shows no logo: only the windows over the mark are cut, and a
+    blank photo has none (in both layouts)."""
+    photo = Image.new("RGB", (400, 300), (250, 250, 250))
+    ImageDraw.Draw(photo).ellipse((20, 20, 80, 80), fill=(40, 40, 40))
+    windows = cut_windows(photo, WindowGrid(), S)
+    everything = cut_windows(grain((400, 300)), WindowGrid(), S)
+    assert 0 < len(windows) < len(everything) / 3
+    assert (windows.boxes[:, 0] < 80).all() and (windows.boxes[:, 1] < 80).all()
+    for channels in (1, 3):
+        grid = WindowGrid(colour_from=None) if channels == 3 else WindowGrid()
+        blank = cut_windows(Image.new("RGB", (400, 300), "white"), grid, S, channels)
+        assert blank.pixels.shape == (0, channels, S, S) and blank.boxes.shape == (0, 4)
+    every = cut_windows(photo, WindowGrid(min_std=0.0), S)
+    assert len(every) == len(everything)
+
+
+def test_a_colour_pattern_flat_in_grey_is_still_searched_in_colour() -> None:
+    photo = isoluminant_photo()
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=0.3)
+    windows = cut_windows(photo, grid, S)
+    assert windows.views is not None
+    assert (windows.views == GREY_VIEW).sum() < 12  # of 24: flat in grey but at the edges
+    over = (windows.boxes[:, 0] < 20) & (windows.boxes[:, 2] > 120) & (windows.views == 1)
+    assert over.any()
+    stacked = cut_windows(photo, replace(grid, colour_from=None), S, channels=3)
+    assert 0 < len(stacked) < 24  # kept where the square shows in colour
 
 
 def test_windows_hold_the_resized_crops_of_their_boxes() -> None:
@@ -134,7 +173,7 @@ def test_small_sizes_still_give_full_windows(size: tuple[int, int]) -> None:
 def test_boxes_lie_inside_the_photo_and_cover_it(size: tuple[int, int]) -> None:
     """Every box inside the photo (to half a pixel), and each scale's boxes cover it."""
     w, h = size
-    grid = WindowGrid()
+    grid = WindowGrid(min_std=0.0)  # every window, flat or not
     boxes = cut_windows(smooth_photo(size), grid, S).boxes
     assert boxes[:, :2].min() >= -0.5
     assert boxes[:, 2].max() <= w + 0.5, f"a box ends at x={boxes[:, 2].max():.2f} > {w}"
@@ -149,8 +188,8 @@ def test_banner_photos_do_not_explode_the_window_count() -> None:
     """A 100:1 banner (4000x40) must not cost much more than an ordinary photo: the grid is
     sized by the short side, so today it gives ~60x the windows of a 640x480 photo (about
     40,000 windows, 93 MB of pixels, ~35 s of logo search on 2 cores)."""
-    ordinary = len(cut_windows(Image.new("RGB", (640, 480), "white"), WindowGrid(), S))
-    banner = len(cut_windows(Image.new("RGB", (4000, 40), "white"), WindowGrid(), S))
+    ordinary = len(cut_windows(grain((640, 480)), WindowGrid(), S))
+    banner = len(cut_windows(grain((4000, 40)), WindowGrid(), S))
     assert banner <= 4 * ordinary, f"{banner} windows for a banner, {ordinary} for a photo"
 
 
@@ -213,7 +252,7 @@ def test_opponent_views_show_what_grey_loses() -> None:
 
 def test_colour_windows_are_cut_at_the_large_scales_of_colour_photos() -> None:
     photo = isoluminant_photo()
-    grid = WindowGrid(scales=(0.5, 1.0), colour_from=0.6)
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=0.6, min_std=0.0)  # grey is flat
     windows = cut_windows(photo, grid, S)
     assert windows.views is not None and len(windows.views) == len(windows)
     grey_boxes = windows.boxes[windows.views == GREY_VIEW]
@@ -239,13 +278,15 @@ def test_colour_windows_are_cut_at_the_large_scales_of_colour_photos() -> None:
     ],
 )
 def test_photos_without_colour_get_grey_windows_only(photo: Image.Image) -> None:
-    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0), colour_from=0.3), S)
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=0.3, min_std=0.0)
+    windows = cut_windows(photo, grid, S)
     assert windows.views is not None and (windows.views == GREY_VIEW).all()
     assert len(windows) == 24
 
 
 def test_colour_windows_can_be_switched_off() -> None:
-    windows = cut_windows(isoluminant_photo(), WindowGrid(scales=(0.5, 1.0), colour_from=None), S)
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=None, min_std=0.0)
+    windows = cut_windows(isoluminant_photo(), grid, S)
     assert len(windows) == 24 and windows.view_of(0) == GREY_VIEW
 
 
@@ -254,7 +295,7 @@ def test_colour_windows_can_be_switched_off() -> None:
 
 def test_colour_network_windows_stack_grey_and_both_colour_views() -> None:
     photo = isoluminant_photo()
-    grid = WindowGrid(scales=(0.5, 1.0), colour_from=None)
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=None, min_std=0.0)
     stacked = cut_windows(photo, grid, S, channels=3)
     grey_only = cut_windows(photo, grid, S)
     assert stacked.pixels.shape == (24, 3, S, S) and stacked.views is None
@@ -274,7 +315,8 @@ def test_colour_network_windows_stack_grey_and_both_colour_views() -> None:
 def test_colour_network_windows_of_photos_without_colour_have_flat_colour(
     photo: Image.Image,
 ) -> None:
-    windows = cut_windows(photo, WindowGrid(scales=(0.5, 1.0), colour_from=None), S, channels=3)
+    grid = WindowGrid(scales=(0.5, 1.0), colour_from=None, min_std=0.0)
+    windows = cut_windows(photo, grid, S, channels=3)
     assert windows.pixels.shape == (24, 3, S, S)
     assert (windows.pixels[:, 1:] == 128).all()
     assert windows.strongest is not None and (windows.strongest == GREY_VIEW).all()

@@ -44,7 +44,11 @@ class WindowGrid:
     views of a colour photo (None: grey only). They find logos recoloured to their ground's
     lightness: on the calibration set µAP 0.648 -> 0.690 with the matcher's default colour
     settings. Only the larger scales: on the calibration set colour windows at every scale
-    found the right logo less often than at these alone.
+    found the right logo less often than at these alone. ``min_std``: a window whose grey
+    levels vary less than this (standard deviation, 0-255) is not searched (0: every window
+    is): a blank studio background or sky shows no logo, yet every flat window lands on the
+    same few catalogue logos, which would then look seen by many windows (see
+    ``LogoMatchConfig.window_support``), and skipping them saves their embedding.
     """
 
     scales: tuple[float, ...] = (0.17, 0.24, 0.34, 0.48, 0.68)
@@ -52,6 +56,7 @@ class WindowGrid:
     max_side: int = 640
     max_windows: int = 1500
     colour_from: float | None = 0.3
+    min_std: float = 2.0
 
     def __post_init__(self) -> None:
         if not self.scales or min(self.scales) <= 0 or max(self.scales) > 1:
@@ -60,6 +65,8 @@ class WindowGrid:
             raise ValueError(f"stride must be in (0, 1], got {self.stride}")
         if self.colour_from is not None and not 0 < self.colour_from <= 1:
             raise ValueError(f"colour_from must be in (0, 1] or None, got {self.colour_from}")
+        if self.min_std < 0:
+            raise ValueError(f"min_std must be >= 0, got {self.min_std}")
 
 
 @dataclass(frozen=True)
@@ -197,10 +204,28 @@ def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windo
         to_x, to_y = image.width / width, image.height / height
         for top in tops:
             for left in lefts:
-                pixels.append(level[:, top : top + input_size, left : left + input_size])
+                cut = level[:, top : top + input_size, left : left + input_size]
+                if _flat(cut[0], grid.min_std) and all(_flat(c, MIN_COLOUR_STD) for c in cut[1:]):
+                    continue
+                pixels.append(cut)
                 boxes.append(_box(left, top, input_size, to_x, to_y))
-    stacked = np.ascontiguousarray(np.stack(pixels))
-    return Windows(stacked, np.asarray(boxes, np.float32), None, strongest_views(stacked))
+    stacked = _stack(pixels, (3, input_size, input_size))
+    return Windows(stacked, _boxes(boxes), None, strongest_views(stacked))
+
+
+def _flat(cut: npt.NDArray[np.uint8], min_std: float) -> bool:
+    return min_std > 0 and float(cut.std()) < min_std
+
+
+def _stack(pixels: list[npt.NDArray[np.uint8]], shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
+    """Windows as one (n, *shape) array; (0, *shape) for a photo with none (all flat)."""
+    if not pixels:
+        return np.zeros((0, *shape), np.uint8)
+    return np.ascontiguousarray(np.stack(pixels))
+
+
+def _boxes(boxes: list[_Box]) -> Boxes:
+    return np.asarray(boxes, np.float32).reshape(-1, 4)
 
 
 def colour_views(image: Image.Image) -> tuple[Image.Image, Image.Image, Image.Image]:
@@ -218,6 +243,8 @@ def strongest_views(pixels: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint8]:
     colour channel varies more (its values are halved differences, so a colour edge at
     grey's contrast shows there at about half of it: colour wins only where grey is flatter
     still)."""
+    if len(pixels) == 0:
+        return np.zeros(0, np.uint8)
     # every other pixel each way: the same answer for a quarter of the work
     sample = pixels[:, :, ::2, ::2].reshape(len(pixels), pixels.shape[1], -1)
     return np.argmax(sample.astype(np.float32).std(axis=2), axis=1).astype(np.uint8)
@@ -255,17 +282,13 @@ def cut_windows(
             for top in tops:
                 for left in lefts:
                     cut = level[top : top + input_size, left : left + input_size]
-                    if view != GREY_VIEW and float(cut.std()) < MIN_COLOUR_STD:
+                    if _flat(cut, grid.min_std if view == GREY_VIEW else MIN_COLOUR_STD):
                         continue
-                    pixels.append(cut)
+                    pixels.append(cut[None])
                     boxes.append(_box(left, top, input_size, to_x, to_y))
                     view_of.append(view)
-    stacked = np.stack(pixels)[:, None, :, :]
-    return Windows(
-        np.ascontiguousarray(stacked),
-        np.asarray(boxes, np.float32),
-        np.asarray(view_of, np.uint8),
-    )
+    stacked = _stack(pixels, (1, input_size, input_size))
+    return Windows(stacked, _boxes(boxes), np.asarray(view_of, np.uint8))
 
 
 def logo_canvas(logo: Image.Image, input_size: int, *, fill: float = LOGO_FILL) -> Image.Image:
