@@ -252,9 +252,8 @@ def one_brand_per_region(
 
     kept: list[tuple[LogoMatch, str]] = []
     for match in matches:
-        brand = normalise_brand(
-            match.brand
-        )  # "Alfa Romeo" of one catalogue, "alfa-romeo" of another
+        # one brand: "Alfa Romeo" of one catalogue and "alfa-romeo" of another
+        brand = normalise_brand(match.brand)
         if not any(other != brand and same_place(better, match) for better, other in kept):
             kept.append((match, brand))
     return [match for match, _ in kept]
