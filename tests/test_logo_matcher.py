@@ -529,6 +529,9 @@ def test_a_region_keeps_only_its_best_brand() -> None:
     assert one_brand_per_region([best, letter, window], 0.3) == [best, letter, window]
     assert one_brand_per_region([best, letter, window], 0.3, 0.9) == [best]
     # a dropped match suppresses nothing; an item without a brand is its own brand
+    beside = square_match("i", "Bolt", 0.8, (40, 0, 140, 100))  # IoU 0.43 with best
+    further = square_match("j", "Crux", 0.7, (80, 0, 180, 100))  # 0.11 with best, 0.43 beside
+    assert one_brand_per_region([best, beside, further], 0.3) == [best, further]
     unbranded = square_match("f", None, 0.85, (0, 0, 100, 100))
     assert one_brand_per_region([best, unbranded], 0.3) == [best]
     assert one_brand_per_region([best, rival], 0.7) == [best, rival]
