@@ -164,17 +164,11 @@ def test_training_writes_a_loadable_model_and_resumes(
     assert load_logo_model(model_path).metadata["steps"] == 4
 
 
-@pytest.mark.parametrize(
-    "whole_catalogue", [{"all_references": True}, {"reference_memory": 1}, {"reference_memory": 5}]
-)
 def test_training_against_all_references_leaves_the_held_out_logos_out(
-    data: LogoTrainingData,
-    tmp_path: Path,
-    monkeypatch: pytest.MonkeyPatch,
-    whole_catalogue: dict[str, Any],
+    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Each step contrasts the batch's windows with every training logo's reference (embedded
-    afresh, or remembered): as many references as training logos, never the held-out ones."""
+    """Each step contrasts the batch's windows with every training logo's reference: as
+    many references as training logos, never the held-out ones."""
     seen: list[tuple[int, list[int]]] = []
 
     def recording_loss(references: torch.Tensor, *args: Any) -> Any:
@@ -183,7 +177,7 @@ def test_training_against_all_references_leaves_the_held_out_logos_out(
         return logo_loss(references, *args)
 
     monkeypatch.setattr("lookalike.training.logo_train.logo_loss", recording_loss)
-    config = tiny_config(tmp_path, steps=2, eval_logos=1, **whole_catalogue)
+    config = tiny_config(tmp_path, steps=2, all_references=True, eval_logos=1)
     with one_torch_thread():
         load_logo_model(train_logos(config, data))
     training_logos = len(data.logos) - 1
@@ -191,41 +185,6 @@ def test_training_against_all_references_leaves_the_held_out_logos_out(
     for _, targets in seen:
         assert len(targets) == config.batch_size
         assert len(set(targets)) == len(targets) and set(targets) <= set(range(training_logos))
-
-
-def test_remembered_references_join_the_batch_s_fresh_ones(
-    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """With a reference memory, the loss gets every training logo's reference: the batch's
-    embedded afresh (the loss's gradient reaches the network through them), the others as
-    remembered, unchanged between two re-embeddings but for the batches written back."""
-    calls: list[tuple[torch.Tensor, list[int]]] = []
-
-    def recording_loss(references: torch.Tensor, *args: Any) -> Any:
-        assert references.requires_grad
-        calls.append((references.detach().clone(), args[-1].tolist()))
-        return logo_loss(references, *args)
-
-    monkeypatch.setattr("lookalike.training.logo_train.logo_loss", recording_loss)
-    rotated = [logo.rotate(90, expand=True) for logo in data.logos]  # 6 logos: 5 to train on
-    specs = [LogoSpec(f"l{i}", f"brand{i}", Path(f"l{i}.png")) for i in range(6)]
-    more = LogoTrainingData(specs, data.logos + rotated, data.backgrounds)
-    config = tiny_config(tmp_path, steps=2, eval_logos=1, reference_memory=100, lr=0.0)
-    with one_torch_thread():
-        train_logos(config, more)
-    (first, first_batch), (second, second_batch) = calls
-    assert len(first) == 5 and len(first_batch) == 2
-    # a row outside the second batch is what the first step had: remembered, or written back
-    # by the first step when its logo was in that batch
-    kept = [row for row in range(5) if row not in second_batch]
-    torch.testing.assert_close(first[kept], second[kept])
-
-
-def test_reference_memory_and_all_references_exclude_each_other(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="reference_memory"):
-        tiny_config(tmp_path, all_references=True, reference_memory=10)
-    with pytest.raises(ValueError, match="reference_memory"):
-        tiny_config(tmp_path, reference_memory=-1)
 
 
 def test_automatic_precision_is_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -398,7 +398,6 @@ def cmd_train_logos(args: argparse.Namespace) -> int:
         negatives=args.negatives,
         device=args.device,
         all_references=args.all_references,
-        reference_memory=args.reference_memory,
     )
     source = Path(args.shared_data)
     if LogoTrainingData.is_saved(source):
@@ -762,14 +761,6 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="contrast each window with every training logo, not only the batch's (embeds "
         "the whole catalogue each step: for a GPU)",
-    )
-    tl.add_argument(
-        "--reference-memory",
-        type=int,
-        default=0,
-        metavar="STEPS",
-        help="contrast each window with every training logo through a memory of their "
-        "embeddings, re-embedded every STEPS steps (the CPU's --all-references; 0: off)",
     )
     tl.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda, ...")
     tl.add_argument("--lr", type=float, default=3e-3)

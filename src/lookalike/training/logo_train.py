@@ -12,11 +12,7 @@ Loss: symmetric InfoNCE between queries and references (temperature 0.05) + KoLe
 references, which spreads the catalogue over the sphere (one score threshold for all logos).
 With ``all_references`` each query is contrasted with every training logo's reference, not
 only the batch's: the loss is then the search itself (find this logo among all of them), at
-the cost of embedding the whole catalogue each step, which is for a GPU (``device``). On a
-CPU, ``reference_memory`` approximates it at the cost of in-batch training (after XBM, Wang
-et al., CVPR 2020): the batch's references are embedded afresh, every other training logo's
-comes from a memory of embeddings the network made recently (no gradient), each batch's
-written back and the whole memory re-embedded every ``reference_memory`` steps.
+the cost of embedding the whole catalogue each step, which is for a GPU (``device``).
 
 Rendering thousands of logos needs cairosvg and minutes; ``LogoTrainingData.save`` writes
 what training reads (renderings, backgrounds, specs) to a folder that ``LogoTrainingData.read``
@@ -82,9 +78,7 @@ class LogoTrainConfig:
     network trains ("cpu", "cuda", "cuda:1", ...; samples are always drawn on the CPU, by
     ``workers`` processes); bf16 precision there is autocast on that device.
     ``all_references``: contrast each query with every training logo's reference each step,
-    not only the ``batch_size`` of the batch (see the module's docstring);
-    ``reference_memory``: the same against remembered references, re-embedded every this
-    many steps (0: off; not with ``all_references``)."""
+    not only the ``batch_size`` of the batch (see the module's docstring)."""
 
     out_dir: Path
     steps: int = 3000
@@ -107,17 +101,12 @@ class LogoTrainConfig:
     threads: int | None = None
     device: str = "cpu"
     all_references: bool = False
-    reference_memory: int = 0
     seed: int = 0
     progress: bool = True
 
     def __post_init__(self) -> None:
         if self.budget_minutes is not None and not self.budget_minutes > 0:
             raise ValueError(f"budget_minutes must be positive, got {self.budget_minutes}")
-        if self.reference_memory < 0:
-            raise ValueError(f"reference_memory must be >= 0, got {self.reference_memory}")
-        if self.reference_memory and self.all_references:
-            raise ValueError("reference_memory approximates all_references: choose one")
         resolve_precision(self.precision)  # fail now, not after rendering every logo
         try:  # likewise for a misspelt device
             torch.device(self.device)
@@ -478,28 +467,6 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
             }
             save_logo_model(out_dir / "logo.pt", copy.deepcopy(network).cpu(), metadata)
 
-    memory: torch.Tensor | None = None  # reference_memory: every training logo's, in rows
-
-    def remembered() -> torch.Tensor:
-        """Every training logo's reference embedded by the network as it trains (train-mode
-        batches of ``batch_size``, as in a step; its BatchNorm statistics left as they were)."""
-        statistics = {
-            name: value.clone()
-            for name, value in network.state_dict().items()
-            if "running" in name or "num_batches" in name
-        }
-        with (
-            torch.no_grad(),
-            torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"),
-        ):
-            windows = reference_windows[catalogue]
-            parts = [
-                network(windows[start : start + config.batch_size]).float()
-                for start in range(0, len(windows), config.batch_size)
-            ]
-        network.load_state_dict(statistics, strict=False)
-        return torch.cat(parts)
-
     def budget_share() -> float:
         budget = config.budget_minutes
         return 0.0 if budget is None else (_now() - started) / (60 * budget)
@@ -519,19 +486,12 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
             references, targets = reference_windows[catalogue], catalogue_row[ids]
         else:
             references, targets = reference_windows[ids], None
-        if config.reference_memory and (memory is None or step % config.reference_memory == 0):
-            memory = remembered()
         # under bf16 only the forward runs in bf16; weights, grads and the loss stay fp32
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
             vectors = network(torch.cat([references, queries, negatives]))
         count, queried = len(references), len(ids)
-        fresh = vectors[:count].float()
-        if memory is not None:  # the batch's references afresh, the others remembered
-            targets = catalogue_row[ids]
-            memory = memory.index_copy(0, targets, fresh.detach())
-            fresh = memory.index_copy(0, targets, fresh)
         loss, parts = logo_loss(
-            fresh,
+            vectors[:count].float(),
             vectors[count : count + queried].float(),
             vectors[count + queried :].float(),
             config.temperature,
