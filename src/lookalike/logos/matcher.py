@@ -93,7 +93,7 @@ class LogoMatchConfig:
     ``WindowGrid.colour_from``), whose hits count from ``colour_min_score`` up (on the
     calibration set, 80 of the 82 right logos the colour windows shortlisted scored above
     0.55 and 70 above 0.6, against half and an eighth of the wrong ones);
-    ``min_score``: descriptor similarity below which a logo is not reported at all;
+    ``min_score``: a window's descriptor similarity below which it does not count a logo;
     ``context``: the verified area is the best window grown by this factor;
     ``region_side``: ... resized to this longest side for keypoints (192 rather than 256: on
     the calibration set µAP 0.693 -> 0.690, 9.5 -> 10.5 photos/s); ``min_inliers``: fewer

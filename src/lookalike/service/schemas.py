@@ -79,8 +79,9 @@ class LogoOut(BaseModel):
     item_id: str
     brand: str | None
     score: float = Field(
-        description="Logo score: descriptor similarity + keypoint and outline-alignment "
-        "bonuses; compare it with the logo thresholds, not the photo ones."
+        description="Logo score: descriptor similarity (averaged over the logo's best "
+        "windows) + keypoint and outline-alignment bonuses; compare it with the logo "
+        "thresholds, not the photo ones."
     )
     expected_precision: float | None = Field(
         description="Share of logo finds with this score that are right, from the logo "
