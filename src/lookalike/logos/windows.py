@@ -204,24 +204,23 @@ def _cut_stacked(image: Image.Image, grid: WindowGrid, input_size: int) -> Windo
         to_x, to_y = image.width / width, image.height / height
         for top in tops:
             for left in lefts:
-                cut = level[:, top : top + input_size, left : left + input_size]
-                if _flat(cut[0], grid.min_std) and all(_flat(c, MIN_COLOUR_STD) for c in cut[1:]):
-                    continue
-                pixels.append(cut)
+                pixels.append(level[:, top : top + input_size, left : left + input_size])
                 boxes.append(_box(left, top, input_size, to_x, to_y))
-    stacked = _stack(pixels, (3, input_size, input_size))
-    return Windows(stacked, _boxes(boxes), None, strongest_views(stacked))
+    stacked = np.stack(pixels)
+    # searched unless flat in grey and in both colour views
+    varied = _varied(stacked, np.array([[grid.min_std, MIN_COLOUR_STD, MIN_COLOUR_STD]]))
+    stacked = np.ascontiguousarray(stacked[varied])
+    return Windows(stacked, _boxes(boxes)[varied], None, strongest_views(stacked))
 
 
-def _flat(cut: npt.NDArray[np.uint8], min_std: float) -> bool:
-    return min_std > 0 and float(cut.std()) < min_std
-
-
-def _stack(pixels: list[npt.NDArray[np.uint8]], shape: tuple[int, ...]) -> npt.NDArray[np.uint8]:
-    """Windows as one (n, *shape) array; (0, *shape) for a photo with none (all flat)."""
-    if not pixels:
-        return np.zeros((0, *shape), np.uint8)
-    return np.ascontiguousarray(np.stack(pixels))
+def _varied(
+    pixels: npt.NDArray[np.uint8], min_std: npt.NDArray[np.float64]
+) -> npt.NDArray[np.bool_]:
+    """Which of the (n, C, S, S) windows vary enough to be searched: in some channel c, a
+    standard deviation of at least ``min_std[i, c]`` (broadcast over windows i); one numpy
+    pass over all windows rather than one call per window."""
+    spread = pixels.reshape(len(pixels), pixels.shape[1], -1).std(axis=2)
+    return np.asarray((spread >= min_std).any(axis=1))
 
 
 def _boxes(boxes: list[_Box]) -> Boxes:
@@ -281,14 +280,13 @@ def cut_windows(
             to_x, to_y = original.width / width, original.height / height
             for top in tops:
                 for left in lefts:
-                    cut = level[top : top + input_size, left : left + input_size]
-                    if _flat(cut, grid.min_std if view == GREY_VIEW else MIN_COLOUR_STD):
-                        continue
-                    pixels.append(cut[None])
+                    pixels.append(level[None, top : top + input_size, left : left + input_size])
                     boxes.append(_box(left, top, input_size, to_x, to_y))
                     view_of.append(view)
-    stacked = _stack(pixels, (1, input_size, input_size))
-    return Windows(stacked, _boxes(boxes), np.asarray(view_of, np.uint8))
+    stacked, seen_as = np.stack(pixels), np.asarray(view_of, np.uint8)
+    min_std = np.where(seen_as == GREY_VIEW, grid.min_std, MIN_COLOUR_STD)[:, None]
+    varied = _varied(stacked, min_std)
+    return Windows(np.ascontiguousarray(stacked[varied]), _boxes(boxes)[varied], seen_as[varied])
 
 
 def logo_canvas(logo: Image.Image, input_size: int, *, fill: float = LOGO_FILL) -> Image.Image:
