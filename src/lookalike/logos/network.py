@@ -32,6 +32,7 @@ from ..model.checkpoint import (
     write_payload,
 )
 from ..model.network import GeM
+from .background import BackgroundBank
 
 LOGO_CHECKPOINT_FORMAT = "lookalike.logo-checkpoint"
 LOGO_CHECKPOINT_VERSION = 1
@@ -158,12 +159,14 @@ def folded_for_inference(network: LogoNet) -> LogoNet:
 
 @dataclass
 class LogoModel:
-    """A trained LogoNet with its provenance (``metadata``: recipe, metrics, calibration).
-    ``inference_network`` is its BatchNorm-folded copy, made on first use; ``network`` stays
-    as trained (its weights are the fingerprint)."""
+    """A trained LogoNet with its provenance (``metadata``: recipe, metrics, calibration)
+    and, once calibrated, its ``background``: windows of photos without logos, embedded by
+    it (see :mod:`.background`). ``inference_network`` is its BatchNorm-folded copy, made on
+    first use; ``network`` stays as trained (its weights are the fingerprint)."""
 
     network: LogoNet
     metadata: dict[str, Any] = field(default_factory=dict)
+    background: BackgroundBank | None = None
     _folded: LogoNet | None = field(default=None, init=False, repr=False, compare=False)
 
     @property
@@ -184,9 +187,14 @@ class LogoModel:
 
 
 def save_logo_model(
-    path: str | os.PathLike[str], network: LogoNet, metadata: dict[str, Any] | None = None
+    path: str | os.PathLike[str],
+    network: LogoNet,
+    metadata: dict[str, Any] | None = None,
+    background: BackgroundBank | None = None,
 ) -> Path:
     """Write atomically; weights stored as fp16 (the network is small either way)."""
+    if background is not None and background.dim != network.config.dim:
+        raise ValueError(f"a {background.dim}-d background bank for a {network.config.dim}-d model")
     payload = {
         "format": LOGO_CHECKPOINT_FORMAT,
         "version": LOGO_CHECKPOINT_VERSION,
@@ -194,6 +202,8 @@ def save_logo_model(
         "state_dict": stored_state(network, half=True),
         "metadata": metadata or {},
     }
+    if background is not None:
+        payload["background"] = background.to_payload()
     return write_payload(path, payload)
 
 
@@ -209,4 +219,8 @@ def load_logo_model(path: str | os.PathLike[str]) -> LogoModel:
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not fit the logo network ({exc})") from exc
     network.eval()
-    return LogoModel(network, dict(payload["metadata"]))
+    stored = payload.get("background")  # checkpoints before background banks have none
+    background = None if stored is None else BackgroundBank.from_payload(stored)
+    if background is not None and background.dim != network.config.dim:
+        raise CheckpointError(f"{path}: its background bank does not fit the logo network")
+    return LogoModel(network, dict(payload["metadata"]), background)
