@@ -88,6 +88,10 @@ def test_a_checkpoint_whose_bank_does_not_fit_is_refused(
     torch.save(payload, path)
     with pytest.raises(CheckpointError, match="does not fit"):
         load_logo_model(path)
+    payload["background"] = {"vectors": torch.zeros(0, 3, dtype=torch.int8)}
+    torch.save(payload, path)
+    with pytest.raises(CheckpointError, match="unreadable background bank"):
+        load_logo_model(path)
 
 
 @pytest.fixture

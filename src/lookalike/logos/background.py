@@ -28,7 +28,7 @@ _INT8_SCALE = 127.0
 _CHUNK = 512  # logo vectors scored against the bank at a time (512 x 32,768 floats: 64 MB)
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class BackgroundBank:
     """``vectors``: (N, dim) unit vectors of windows that show no catalogue logo;
     ``typical_level``: the median impostor level of the logos it was made against, the level

@@ -119,9 +119,9 @@ class LogoMatchConfig:
     impostor level above the typical one (the mean of its ``impostor_k`` best similarities
     with the logo model's background bank, see :mod:`.background`; 0, or a model without a
     bank, leaves scores as they are): a disc or a triangle scores high in many photos without
-    logos, and lower now. On the calibration set, applied to final scores offline: µAP 0.795
-    -> 0.811, recall at precision 0.9 0.710 -> 0.753, top-1 0.797 -> 0.813 (weight 0.5-1 and
-    k 5-50 all within 0.005 of it). ``threads``: photos of a batch verified in parallel."""
+    logos, and lower now. On the calibration set: µAP 0.795 -> 0.811, recall at precision
+    0.9 0.710 -> 0.750, top-1 0.797 -> 0.813 (offline, weights 0.5-1 and k 5-50 all within
+    0.005 of it). ``threads``: photos of a batch verified in parallel."""
 
     grid: WindowGrid = field(default_factory=WindowGrid)
     window_k: int = 3
@@ -209,7 +209,9 @@ RegionSource = Literal["keypoints", "outline", "window"]
 class LogoMatch:
     """A catalogue logo seen in a listing photo.
 
-    ``region``: the logo's outline in photo pixels (TL, TR, BR, BL), from outline alignment
+    ``score``: ``descriptor_score`` + the keypoint and alignment bonuses, less the logo's
+    impostor shift (``LogoMatchConfig.impostor_weight``); ``region``: the logo's outline in
+    photo pixels (TL, TR, BR, BL), from outline alignment
     when ``agreement`` reaches the config's ``region_agreement`` (and keypoints are fewer than
     its ``keypoint_region_inliers``), else from the keypoints' homography when ``inliers`` >
     0, else the window it was found in (``region_source``: "outline", "keypoints" or
@@ -330,8 +332,9 @@ class LogoMatcher:
     def _candidates(self, rows: list[list], windows: Windows) -> list[_Candidate]:
         """Each logo with its descriptor score (its support over its best windows, see
         ``window_support``, less its impostor shift, see ``impostor_weight``) and its best
-        window; shortlisted for verification: the
-        ``candidates`` best logos of the grey windows, and up to ``colour_candidates`` more of
+        window; shortlisted for verification by support alone (by the shifted score, the
+        calibration set measured the same): the ``candidates`` best logos of the grey
+        windows, and up to ``colour_candidates`` more of
         the colour windows (colour adds candidates, never displaces grey ones: its chance
         look-alikes would push out small logos that only grey windows see)."""
         best: dict[str, _Candidate] = {}

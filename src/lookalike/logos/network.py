@@ -220,7 +220,10 @@ def load_logo_model(path: str | os.PathLike[str]) -> LogoModel:
         raise CheckpointError(f"{path}: weights do not fit the logo network ({exc})") from exc
     network.eval()
     stored = payload.get("background")  # checkpoints before background banks have none
-    background = None if stored is None else BackgroundBank.from_payload(stored)
+    try:
+        background = None if stored is None else BackgroundBank.from_payload(stored)
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise CheckpointError(f"{path}: unreadable background bank ({exc})") from exc
     if background is not None and background.dim != network.config.dim:
         raise CheckpointError(f"{path}: its background bank does not fit the logo network")
     return LogoModel(network, dict(payload["metadata"]), background)

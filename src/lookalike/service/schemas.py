@@ -80,8 +80,9 @@ class LogoOut(BaseModel):
     brand: str | None
     score: float = Field(
         description="Logo score: descriptor similarity (averaged over the logo's best "
-        "windows) + keypoint and outline-alignment bonuses; compare it with the logo "
-        "thresholds, not the photo ones."
+        "windows) + keypoint and outline-alignment bonuses, lowered for a logo that looks "
+        "like many things (a disc, a bar) and raised for a distinctive one; compare it with "
+        "the logo thresholds, not the photo ones."
     )
     expected_precision: float | None = Field(
         description="Share of logo finds with this score that are right, from the logo "
