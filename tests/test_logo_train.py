@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import random
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -18,6 +19,7 @@ from lookalike.data.logos import LogoSpec
 from lookalike.logos.matcher import LogoMatchConfig
 from lookalike.logos.network import LogoNetConfig, load_logo_model
 from lookalike.model.embedder import Precision
+from lookalike.training import logo_calibrate
 from lookalike.training.calibration import calibrate
 from lookalike.training.logo_benchmark import LogoBenchmark, LogoQuery
 from lookalike.training.logo_calibrate import LogoCalibrationResult, brand_scores
@@ -259,6 +261,34 @@ def test_brand_scores_take_the_right_brand_and_the_best_distractor(tmp_path: Pat
     predictions = [("p1", "alfa-romeo", 0.7), ("p1", "other", 0.9), ("n1", "x", 0.4)]
     positives, negatives = brand_scores(predictions, bench)
     assert positives == [0.7, -math.inf] and negatives == [0.4]
+
+
+LogoModelStub = SimpleNamespace(background=None)
+
+
+def test_the_review_threshold_keeps_most_logo_free_photos_out_of_review(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Half the queries are positives: a review threshold at precision 0.5 would flag nearly
+    every photo, so review asks for 0.8."""
+    rng = np.random.default_rng(0)
+    right = np.concatenate([rng.normal(0.75, 0.08, 80), rng.normal(0.45, 0.05, 20)])
+    wrong = rng.normal(0.45, 0.06, 100)
+    queries = [LogoQuery(f"p{i}", tmp_path / "p.jpg", "i", "Acme", None) for i in range(100)]
+    queries += [LogoQuery(f"n{i}", tmp_path / "n.jpg", None, None, None) for i in range(100)]
+    predictions = [(f"p{i}", "acme", float(s)) for i, s in enumerate(right)]
+    predictions += [(f"n{i}", "other", float(s)) for i, s in enumerate(wrong)]
+    monkeypatch.setattr(logo_calibrate, "match_queries", lambda *_: predictions)
+    stub = SimpleNamespace(config=LogoMatchConfig(), catalog=SimpleNamespace(model=LogoModelStub))
+    result = logo_calibrate.calibrate_logo_matcher(stub, LogoBenchmark(tmp_path, tuple(queries)))
+    flagged = float(np.mean(wrong >= result.thresholds["review"]))
+    at_half = logo_calibrate.calibrate_logo_matcher(
+        stub, LogoBenchmark(tmp_path, tuple(queries)), review_precision=0.5
+    )
+    assert float(np.mean(wrong >= at_half.thresholds["review"])) > 0.5  # what 0.5 did
+    assert flagged < 0.25
+    assert result.calibration.precision_at(result.thresholds["review"])[0] >= 0.8
+    assert result.impostor_weight == 0.0  # a model without a background bank
 
 
 def test_learning_rate_follows_steps_or_the_budget_whichever_ends_first() -> None:
