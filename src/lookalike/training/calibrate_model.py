@@ -21,7 +21,12 @@ from ..model import create_embedder, load_checkpoint, save_checkpoint
 from ..model.network import DescriptorNet
 from ..rerank import LocalVerifier, RerankConfig
 from ..siblings import DESCRIPTOR_SIBLING_PENALTY
-from .calibration import Calibration, calibrate_predictions, choose_thresholds
+from .calibration import (
+    REVIEW_PRECISION,
+    Calibration,
+    calibrate_predictions,
+    choose_thresholds,
+)
 from .evaluate import index_references, score_queries
 from .metrics import read_ground_truth
 
@@ -47,7 +52,7 @@ def calibrate_model(
     sibling_penalty: float = DESCRIPTOR_SIBLING_PENALTY,
     queries_per_kind: int = 30,
     copy_precision: float = 0.9,
-    review_precision: float = 0.5,
+    review_precision: float = REVIEW_PRECISION,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Write ``out``: the checkpoint's weights (fp16) with calibrations and thresholds for

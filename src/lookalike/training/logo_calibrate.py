@@ -5,7 +5,7 @@ its own evaluation (never trained on, never in the benchmark) on training backgr
 searched in a catalogue of every shared logo. Each positive contributes the score of its
 right brand (or -inf when it was not found), each negative its best score; the calibration
 of :mod:`.calibration` turns these into expected precision at a prior, and the ``logo``
-(target precision 0.9) and ``review`` (0.8, see :data:`LOGO_REVIEW_PRECISION`) thresholds.
+(target precision 0.9) and ``review`` (see ``calibration.REVIEW_PRECISION``) thresholds.
 Both go into the model's metadata, where the Detector finds them.
 
 Before that, the model's background bank (:mod:`lookalike.logos.background`) is made from
@@ -33,7 +33,7 @@ from ..logos.catalog import LogoCatalog, embed_windows, resolve_logo_model
 from ..logos.matcher import LogoMatchConfig, LogoMatcher
 from ..logos.network import load_logo_model, save_logo_model
 from ..logos.windows import GREY_VIEW
-from .calibration import Calibration, calibrate, choose_thresholds
+from .calibration import REVIEW_PRECISION, Calibration, calibrate, choose_thresholds
 from .logo_benchmark import (
     LogoBenchmark,
     build_composite_set,
@@ -44,11 +44,6 @@ from .logo_benchmark import (
 from .logo_train import split_eval_logos
 
 CALIBRATION_SEED = 7
-# The review threshold's precision (the logo threshold's is 0.9). Not 0.5: at the calibration
-# prior of 0.5, a precision of 0.5 is what flagging every photo reaches. v3's review threshold
-# at 0.5 let 84% of the calibration set's logo-free photos into review, for 84% of the
-# positives; at 0.8, 20% for 82%.
-LOGO_REVIEW_PRECISION = 0.8
 BACKGROUND_SEED = 4242
 # negatives whose grey windows make the background bank (~190 windows each; 38,000 windows
 # measured within 0.001 µAP of 96,000 on the calibration set, 10,000 0.004 lower)
@@ -157,7 +152,7 @@ def calibrate_logo_matcher(
     bench: LogoBenchmark,
     *,
     logo_precision: float = 0.9,
-    review_precision: float = LOGO_REVIEW_PRECISION,
+    review_precision: float = REVIEW_PRECISION,
 ) -> LogoCalibrationResult:
     positives, negatives = brand_scores(match_queries(matcher, bench.queries), bench)
     calibration = calibrate(positives, negatives)
