@@ -192,6 +192,36 @@ def test_regions_and_point_pairs_are_scaled_into_listing_pixels(rules: Detector)
     assert match.inliers == found.inliers and match.score == found.score
 
 
+def test_a_logo_label_needs_a_confirmed_region(rules: Detector) -> None:
+    """Found by its window alone, a logo over the logo threshold asks for review; a lower
+    one that keypoints confirmed, also over the threshold, decides the label instead."""
+    window_only = logo_match(1.5, "seen", inliers=0)
+    verdict = rules.verdict_from([photo_match(0.5)], [window_only])
+    assert (verdict.label, verdict.basis, verdict.score) == ("review", "logo", 1.5)
+    confirmed = logo_match(1.3, "confirmed")
+    verdict = rules.verdict_from([photo_match(0.5)], [window_only, confirmed])
+    assert (verdict.label, verdict.score) == ("logo", 1.3)
+    assert verdict.best is verdict.logos[0]  # the logo the label rests on comes first
+    assert [m.item_id for m in verdict.logos] == ["confirmed", "seen"]
+    outline = replace(window_only, region_source="outline")
+    assert rules.verdict_from([], [outline]).label == "logo"
+    assert rules.verdict_from([photo_match(0.95)], [window_only]).label == "copy"
+
+
+def test_a_window_only_logo_is_as_precise_as_the_calibration_found_them(embedder: Embedder) -> None:
+    metadata = {**LOGO_METADATA, "window_only": {"photos": 20, "precision": 0.55}}
+    catalog = LogoCatalog(LogoModel(LogoNet(TEST_LOGO_NETWORK).eval(), metadata))
+    rules = Detector(embedder, new_index_for(embedder), logo_matcher=LogoMatcher(catalog))
+    assert rules.logo_calibration is not None
+    curve = float(rules.logo_calibration.precision_at(1.5)[0])
+    assert curve > 0.9
+    window_only, confirmed = logo_match(1.5, inliers=0), logo_match(1.5)
+    verdict = rules.verdict_from([], [window_only, confirmed])
+    assert [m.region_source for m in verdict.logos] == ["keypoints", "window"]
+    assert [m.expected_precision for m in verdict.logos] == [pytest.approx(curve, abs=1e-4), 0.55]
+    assert verdict.expected_precision == verdict.logos[0].expected_precision
+
+
 def test_default_logo_thresholds_without_model_metadata(detector: Detector) -> None:
     """An uncalibrated logo model: 1.2 to report a logo, 0.8 for a review; no precision."""
     assert detector.logo_thresholds == Thresholds(1.2, 0.8)

@@ -16,7 +16,8 @@ import torch.nn.functional as F
 
 from logo_helpers import draw_logos, one_torch_thread
 from lookalike.data.logos import LogoSpec
-from lookalike.logos.matcher import LogoMatchConfig
+from lookalike.index import CatalogRecord
+from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, RegionSource
 from lookalike.logos.network import LogoNetConfig, load_logo_model
 from lookalike.model.embedder import Precision
 from lookalike.training import logo_calibrate
@@ -266,29 +267,54 @@ def test_brand_scores_take_the_right_brand_and_the_best_distractor(tmp_path: Pat
 LogoModelStub = SimpleNamespace(background=None)
 
 
+def found_logo(brand: str, score: float, source: RegionSource) -> LogoMatch:
+    record = CatalogRecord(brand, "b" * 64, brand, "logo", None, "l.png", "2024-01-01")
+    box = ((0.0, 0.0), (9.0, 0.0), (9.0, 9.0), (0.0, 9.0))
+    return LogoMatch(record, score, score, 0, box, region_source=source)
+
+
 def test_the_review_threshold_keeps_most_logo_free_photos_out_of_review(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Half the queries are positives: a review threshold at precision 0.5 would flag nearly
-    every photo, so review asks for 0.8."""
+    every photo, so review asks for 0.8. Window-only best matches over the logo threshold
+    are counted, with the share of them that named the right brand."""
     rng = np.random.default_rng(0)
     right = np.concatenate([rng.normal(0.75, 0.08, 80), rng.normal(0.45, 0.05, 20)])
     wrong = rng.normal(0.45, 0.06, 100)
-    queries = [LogoQuery(f"p{i}", tmp_path / "p.jpg", "i", "Acme", None) for i in range(100)]
-    queries += [LogoQuery(f"n{i}", tmp_path / "n.jpg", None, None, None) for i in range(100)]
-    predictions = [(f"p{i}", "acme", float(s)) for i, s in enumerate(right)]
-    predictions += [(f"n{i}", "other", float(s)) for i, s in enumerate(wrong)]
-    monkeypatch.setattr(logo_calibrate, "match_queries", lambda *_: predictions)
+    positives = [LogoQuery(f"p{i}", tmp_path / "p.jpg", "i", "Acme", None) for i in range(100)]
+    negatives = [LogoQuery(f"n{i}", tmp_path / "n.jpg", None, None, None) for i in range(100)]
+    # every third photo's best match was found by its window alone
+    source = lambda i: "window" if i % 3 == 0 else "outline"  # noqa: E731
+    found = [
+        (q, [found_logo("acme", float(s), source(i))])
+        for i, (q, s) in enumerate(zip(positives, right, strict=True))
+    ]
+    found += [
+        (q, [found_logo("other", float(s), source(i))])
+        for i, (q, s) in enumerate(zip(negatives, wrong, strict=True))
+    ]
+    monkeypatch.setattr(logo_calibrate, "match_photos", lambda *_: iter(found))
     stub = SimpleNamespace(config=LogoMatchConfig(), catalog=SimpleNamespace(model=LogoModelStub))
-    result = logo_calibrate.calibrate_logo_matcher(stub, LogoBenchmark(tmp_path, tuple(queries)))
+    bench = LogoBenchmark(tmp_path, (*positives, *negatives))
+    result = logo_calibrate.calibrate_logo_matcher(stub, bench)
     flagged = float(np.mean(wrong >= result.thresholds["review"]))
-    at_half = logo_calibrate.calibrate_logo_matcher(
-        stub, LogoBenchmark(tmp_path, tuple(queries)), review_precision=0.5
-    )
+    at_half = logo_calibrate.calibrate_logo_matcher(stub, bench, review_precision=0.5)
     assert float(np.mean(wrong >= at_half.thresholds["review"])) > 0.5  # what 0.5 did
     assert flagged < 0.25
     assert result.calibration.precision_at(result.thresholds["review"])[0] >= 0.8
     assert result.impostor_weight == 0.0  # a model without a background bank
+    logo = result.thresholds["copy"]
+    window_only = [
+        (q.brand is not None, s)
+        for i, (q, s) in enumerate(zip((*positives, *negatives), (*right, *wrong), strict=True))
+        if i % 100 % 3 == 0 and s >= logo
+    ]
+    assert result.window_only_photos == len(window_only) > 0
+    assert result.window_only_precision == pytest.approx(
+        sum(ok for ok, _ in window_only) / len(window_only)
+    )
+    assert result.to_metadata()["window_only"]["photos"] == len(window_only)
 
 
 def test_learning_rate_follows_steps_or_the_budget_whichever_ends_first() -> None:

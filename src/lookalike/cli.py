@@ -448,6 +448,7 @@ def cmd_calibrate_logos(args: argparse.Namespace) -> int:
             **result.to_metadata()["thresholds"],
             "positives": result.positives,
             "negatives": result.negatives,
+            "window_only": result.to_metadata()["window_only"],
         }
     )
     return 0

@@ -123,7 +123,8 @@ class Verdict:
     """``label``: copy (reuses a catalogue photo) > logo (shows a catalogue logo) > review >
     clear. ``score`` and ``expected_precision`` are those of the match that decided the label
     (``best``); ``matches``: whole-photo matches, best first; ``logos``: logos found in the
-    photo, best first (empty when logo search is off)."""
+    photo, best first, but for a logo label resting on a lower-scored confirmed logo, which
+    comes first (empty when logo search is off)."""
 
     label: Label
     score: float
@@ -208,6 +209,9 @@ class Detector:
         self.logo_calibration = (
             Calibration.from_dict(logo_calibration) if isinstance(logo_calibration, dict) else None
         )
+        # how often a logo found with no confirmed region was right, above the logo threshold
+        window_only = (logo_metadata.get("window_only") or {}).get("precision")
+        self.window_only_precision = None if window_only is None else float(window_only)
 
     @property
     def preprocessor(self) -> Preprocessor:
@@ -457,22 +461,43 @@ class Detector:
             photo_precision = round(float(self.calibration.precision_at(photo_score)[0]), 4)
         logos = tuple(self._logo_match(found, scale) for found in logo_matches)
         photo_label = self.thresholds.label(photo_score)
-        logo_label = self.logo_thresholds.label(logos[0].score) if logos else "clear"
+        best, logo_label = self._logo_verdict(logos)
+        if best is not None and best is not logos[0]:  # the logo the label rests on first
+            logos = (best, *(found for found in logos if found is not best))
         on_logo = logo_label == "copy" and photo_label != "copy"
         on_logo = on_logo or (logo_label == "review" and photo_label == "clear")
         on_logo = on_logo or (not matches and bool(logos))
-        if on_logo:
+        if on_logo and best is not None:
             label: Label = "logo" if logo_label == "copy" else logo_label
-            best = logos[0]
             return Verdict(
                 label, best.score, tuple(matches), best.expected_precision, logos, "logo"
             )
         return Verdict(photo_label, photo_score, tuple(matches), photo_precision, logos)
 
+    def _logo_verdict(self, logos: Sequence[Match]) -> tuple[Match | None, Label]:
+        """The logo that decides the label, and the label the logo thresholds give it
+        ("copy" = a logo is shown). A logo label needs a confirmed region (keypoints or the
+        aligned outline): one found by its window alone, whatever its score, asks for review
+        (on the calibration set, such best matches above the logo threshold named the right
+        brand about half the time, the confirmed ones 9 in 10)."""
+        if not logos:
+            return None, "clear"
+        for found in logos:  # best first
+            if (
+                found.region_source != "window"
+                and self.logo_thresholds.label(found.score) == "copy"
+            ):
+                return found, "copy"
+        label = self.logo_thresholds.label(logos[0].score)
+        return logos[0], "review" if label == "copy" else label
+
     def _logo_match(self, found: LogoMatch, scale: float = 1.0) -> Match:
         expected = None
         if self.logo_calibration is not None:
-            expected = round(float(self.logo_calibration.precision_at(found.score)[0]), 4)
+            precision = float(self.logo_calibration.precision_at(found.score)[0])
+            if found.region_source == "window" and self.window_only_precision is not None:
+                precision = min(precision, self.window_only_precision)  # nothing confirmed it
+            expected = round(precision, 4)
         region, pairs = _in_listing_pixels(found.region, found.point_pairs, scale)
         return Match.from_record(
             found.record,

@@ -36,8 +36,9 @@ from ..logos.windows import GREY_VIEW
 from .calibration import REVIEW_PRECISION, Calibration, calibrate, choose_thresholds
 from .logo_benchmark import (
     LogoBenchmark,
+    brand_predictions,
     build_composite_set,
-    match_queries,
+    match_photos,
     training_backgrounds,
     training_logos,
 )
@@ -64,11 +65,19 @@ class LogoCalibrationResult:
     window_support: int
     impostor_weight: float = 0.0
     impostor_k: int = 20
+    # of the photos whose best match reached the logo threshold with a window for its region
+    # only (neither keypoints nor the outline confirmed it): how many, and the share right
+    window_only_photos: int = 0
+    window_only_precision: float | None = None
 
     def to_metadata(self) -> dict[str, Any]:
         return {
             "calibration": self.calibration.to_dict(),
             "thresholds": {"copy": self.thresholds["copy"], "review": self.thresholds["review"]},
+            "window_only": {
+                "photos": self.window_only_photos,
+                "precision": self.window_only_precision,
+            },
             "calibrated_on": {
                 "positives": self.positives,
                 "negatives": self.negatives,
@@ -154,10 +163,21 @@ def calibrate_logo_matcher(
     logo_precision: float = 0.9,
     review_precision: float = REVIEW_PRECISION,
 ) -> LogoCalibrationResult:
-    positives, negatives = brand_scores(match_queries(matcher, bench.queries), bench)
+    found = list(match_photos(matcher, bench.queries))
+    predictions = [row for query, matches in found for row in brand_predictions(query, matches)]
+    positives, negatives = brand_scores(predictions, bench)
     calibration = calibrate(positives, negatives)
     points = choose_thresholds(
         calibration, copy_precision=logo_precision, review_precision=review_precision
+    )
+    window_only = [
+        (query, matches[0])
+        for query, matches in found
+        if matches and matches[0].score >= points.copy and matches[0].region_source == "window"
+    ]
+    right = sum(
+        query.brand is not None and normalise_brand(best.brand) == normalise_brand(query.brand)
+        for query, best in window_only
     )
     return LogoCalibrationResult(
         calibration,
@@ -172,6 +192,8 @@ def calibrate_logo_matcher(
         # a model without a bank scored with no impostor shift, whatever the weight
         matcher.config.impostor_weight if matcher.catalog.model.background is not None else 0.0,
         matcher.config.impostor_k,
+        len(window_only),
+        right / len(window_only) if window_only else None,
     )
 
 
