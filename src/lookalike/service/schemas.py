@@ -174,8 +174,9 @@ class CheckResponse(BaseModel):
     verdict_id: str = Field(description="Names this verdict's evidence image for a while.")
     label: Literal["copy", "logo", "review", "clear"] = Field(
         description="copy (reuses a catalogue photo) > logo (shows a catalogue logo) > review "
-        "> clear, each from its score against its thresholds. Logo search runs when the "
-        "index has logos."
+        "> clear, each from its score against its thresholds; a logo found only by the "
+        "window it was seen in (no keypoints, no aligned outline) is worth a review at most. "
+        "Logo search runs when the index has logos."
     )
     basis: Literal["photo", "logo"] = Field(
         description="Which search decided the label: `matches` (photo) or `logos` (logo)."
