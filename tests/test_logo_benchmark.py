@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from logo_helpers import still_paste
+from logo_helpers import one_torch_thread, still_paste
 from lookalike.cli import main
 from lookalike.data.augment import load_font
 from lookalike.data.composites import paste_logo
@@ -17,7 +17,8 @@ from lookalike.data.logos import shared_logo_specs, split_by_item
 from lookalike.data.synthetic import synthetic_image
 from lookalike.index import CatalogRecord
 from lookalike.logos.geometry import Quad
-from lookalike.logos.matcher import LogoMatch, RegionSource
+from lookalike.logos.matcher import LogoMatch, LogoMatchConfig, RegionSource
+from lookalike.logos.network import load_logo_model
 from lookalike.training.logo_baselines import OrbLogoMatcher
 from lookalike.training.logo_benchmark import (
     BENCHMARK_SPLIT_SEED,
@@ -31,6 +32,7 @@ from lookalike.training.logo_benchmark import (
     training_backgrounds,
     training_logos,
 )
+from lookalike.training.logo_calibrate import calibrate_logo_model, shared_logo_catalog
 from lookalike.training.logo_train import LogoTrainingData
 
 HELD_OUT = 0.5  # a big share, so that a dozen fake logos leave several for the benchmark
@@ -378,3 +380,23 @@ def test_orb_baseline_skips_logos_without_keypoints() -> None:
     assert matcher.match(Image.fromarray(flat)) == []
     with pytest.raises(ValueError, match="min_matches"):
         OrbLogoMatcher([], min_matches=3)
+
+
+def test_calibrating_a_logo_model_stores_its_background_bank_and_thresholds(
+    shared: Path, logo_model_path: Path, tmp_path: Path
+) -> None:
+    out = tmp_path / "calibrated.pt"
+    with one_torch_thread():
+        result = calibrate_logo_model(
+            logo_model_path, shared, out, tmp_path / "work", positives=3, background_photos=2
+        )
+    model = load_logo_model(out)
+    assert model.background is not None and model.background.dim == model.config.dim
+    assert len(model.background.vectors) > 20  # two photos' grey windows
+    assert model.metadata["thresholds"] == result.thresholds
+    assert model.metadata["calibrated_on"]["impostor_weight"] == LogoMatchConfig().impostor_weight
+    assert model.metadata["window_only"]["photos"] == result.window_only_photos
+    catalog = shared_logo_catalog(shared, str(out), tmp_path / "work")
+    records = list(catalog.index.records())
+    shifts = catalog.impostor_shifts(records, LogoMatchConfig().impostor_k)
+    assert min(shifts.values()) <= 0.0 <= max(shifts.values())  # centred on the typical logo

@@ -229,13 +229,17 @@ def calibrate_logo_model(
     work: Path,
     *,
     positives: int = 300,
+    background_photos: int = BACKGROUND_PHOTOS,
 ) -> LogoCalibrationResult:
     """Calibrate the logo model at ``model_path`` (searching every shared logo with the
     default matcher settings, whatever settings an earlier calibration of it recorded) and
-    write it with its background bank (made anew) and its calibration to ``out``."""
+    write it with its background bank (made anew from ``background_photos`` photos) and its
+    calibration to ``out``."""
     catalog = shared_logo_catalog(shared_data, str(model_path), work)
     config = LogoMatchConfig.defaults_for(catalog.model.config.channels)
-    catalog.model.background = background_bank(catalog, shared_data, work, config.impostor_k)
+    catalog.model.background = background_bank(
+        catalog, shared_data, work, config.impostor_k, photos=background_photos
+    )
     matcher = LogoMatcher(catalog, config)
     bench = calibration_set(shared_data, work, positives=positives)
     result = calibrate_logo_matcher(matcher, bench)
