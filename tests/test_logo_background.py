@@ -150,8 +150,8 @@ def test_a_place_goes_to_the_better_evidence_whatever_the_shifts(
     records = {r.item_id: replace(r, brand=r.item_id) for r in catalog.index.records()}
     place = np.array([0, 0, 100, 100], np.float32)
     candidates = [
-        _Candidate(records["badge"], 0.4, place, shortlisted=True, similarity=0.9, shift=0.5),
-        _Candidate(records["wordmark"], 0.7, place, shortlisted=True, similarity=0.7),
+        _Candidate(records["badge"], 0.9, place, shortlisted=True, shift=0.5),
+        _Candidate(records["wordmark"], 0.7, place, shortlisted=True),
     ]
     matcher = LogoMatcher(catalog, replace(verify_all(), alignment=None))
     monkeypatch.setattr(

@@ -243,12 +243,17 @@ class LogoMatch:
 @dataclass(frozen=True)
 class _Candidate:
     record: CatalogRecord
-    score: float  # its similarity, less its impostor shift
+    # the logo network's: its best window's, then its support over its best windows
+    similarity: float
     box: npt.NDArray[np.float32]  # x0, y0, x1, y1 of its best window
     view: int = GREY_VIEW  # the view of the photo to verify it on (an index into windows.VIEWS)
     shortlisted: bool = False  # to be verified
-    similarity: float = 0.0  # the logo network's, over its best windows (``window_support``)
     shift: float = 0.0  # its impostor shift (see ``LogoMatchConfig.impostor_weight``)
+
+    @property
+    def score(self) -> float:
+        """Its descriptor score: its similarity less its impostor shift."""
+        return self.similarity - self.shift
 
 
 def _box_corners(box: Sequence[float] | npt.NDArray[np.float32]) -> Quad:
@@ -351,7 +356,7 @@ class LogoMatcher:
                 item = hit.record.item_id
                 hits[item].append(hit.score)
                 kept = best.get(item)
-                if kept is None or hit.score > kept.score:
+                if kept is None or hit.score > kept.similarity:
                     best[item] = _Candidate(
                         hit.record, hit.score, box, windows.verify_view_of(index)
                     )
@@ -360,8 +365,7 @@ class LogoMatcher:
         shifts = self._impostor_shifts([candidate.record for candidate in best.values()])
         for item, candidate in best.items():
             similarity = max(grey.get(item, -1.0), colour.get(item, -1.0))
-            score = similarity - shifts[item]
-            best[item] = replace(candidate, score=score, similarity=similarity, shift=shifts[item])
+            best[item] = replace(candidate, similarity=similarity, shift=shifts[item])
         shortlist = sorted(grey, key=lambda item: -grey[item])[: self.config.candidates]
         in_colour = sorted(colour, key=lambda item: -colour[item])
         shortlist += [item for item in in_colour if item not in shortlist][

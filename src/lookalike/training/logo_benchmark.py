@@ -63,6 +63,7 @@ __all__ = [
     "match_photos",
     "match_queries",
     "region_accuracy",
+    "right_best_match",
     "score_brand_predictions",
     "top1_by_logo_size",
     "training_backgrounds",
@@ -406,7 +407,7 @@ def brand_predictions(query: LogoQuery, matches: Iterable[LogoMatch]) -> list[Br
     return [(query.query_id, m.brand, m.score) for m in matches]
 
 
-def _right_best_match(query: LogoQuery, matches: Sequence[LogoMatch]) -> LogoMatch | None:
+def right_best_match(query: LogoQuery, matches: Sequence[LogoMatch]) -> LogoMatch | None:
     """The query's best-scored match when it names the query's brand, else None."""
     best = max(matches, key=lambda m: m.score, default=None)
     if best is None or query.brand is None:
@@ -500,7 +501,7 @@ def region_accuracy(
     the same per ``region_source`` ("keypoints", "outline", "window") in ``by_source``."""
     ious: dict[str, list[float]] = {}
     for query, matches in found:
-        best = _right_best_match(query, matches)
+        best = right_best_match(query, matches)
         if best is None or query.quad is None:
             continue
         ious.setdefault(best.region_source, []).append(quad_iou(best.region, query.quad))
@@ -534,7 +535,7 @@ def top1_by_logo_size(
         size = max(max(xs) - min(xs), max(ys) - min(ys)) / short
         bucket = next((b for b in LOGO_SIZE_BUCKETS if size < b[1]), LOGO_SIZE_BUCKETS[-1])
         counts[bucket][0] += 1
-        counts[bucket][1] += int(_right_best_match(query, matches) is not None)
+        counts[bucket][1] += int(right_best_match(query, matches) is not None)
     return {
         f"{low:g}-{high:g}": {"positives": n, "top1_accuracy": right / n}
         for (low, high), (n, right) in counts.items()

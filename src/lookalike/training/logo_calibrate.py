@@ -39,6 +39,7 @@ from .logo_benchmark import (
     brand_predictions,
     build_composite_set,
     match_photos,
+    right_best_match,
     training_backgrounds,
     training_logos,
 )
@@ -171,14 +172,11 @@ def calibrate_logo_matcher(
         calibration, copy_precision=logo_precision, review_precision=review_precision
     )
     window_only = [
-        (query, matches[0])
+        (query, matches)
         for query, matches in found
         if matches and matches[0].score >= points.copy and matches[0].region_source == "window"
     ]
-    right = sum(
-        query.brand is not None and normalise_brand(best.brand) == normalise_brand(query.brand)
-        for query, best in window_only
-    )
+    right = sum(right_best_match(query, matches) is not None for query, matches in window_only)
     return LogoCalibrationResult(
         calibration,
         {"copy": points.copy, "review": points.review},
