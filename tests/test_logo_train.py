@@ -31,9 +31,12 @@ from lookalike.training.logo_train import (
     LogoTrainingData,
     WindowSampler,
     _learning_rate,
+    embed_windows,
     logo_loss,
+    mine_negatives,
     split_eval_logos,
     train_logos,
+    train_mode,
     training_precision,
 )
 
@@ -188,6 +191,77 @@ def test_training_against_all_references_leaves_the_held_out_logos_out(
     for _, targets in seen:
         assert len(targets) == config.batch_size
         assert len(set(targets)) == len(targets) and set(targets) <= set(range(training_logos))
+
+
+def record_loss_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """Each logo_loss call's reference, query and target counts, as training makes it."""
+    seen: list[dict[str, Any]] = []
+
+    def recording_loss(references: torch.Tensor, queries: torch.Tensor, *args: Any) -> Any:
+        targets = args[-1]
+        seen.append(
+            {"references": len(references), "queries": len(queries), "targets": targets.tolist()}
+        )
+        return logo_loss(references, queries, *args)
+
+    monkeypatch.setattr("lookalike.training.logo_train.logo_loss", recording_loss)
+    return seen
+
+
+def test_made_up_logos_join_each_batch_with_their_own_references(
+    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = record_loss_calls(monkeypatch)
+    config = tiny_config(tmp_path, steps=2, synthetic_logos=3)
+    with one_torch_thread():
+        load_logo_model(train_logos(config, data))
+    # 2 catalogue logos then 3 made-up ones, each query pointing at its own reference
+    assert seen == [{"references": 5, "queries": 5, "targets": [0, 1, 2, 3, 4]}] * 2
+
+
+def test_mined_negatives_add_the_logos_most_like_the_batchs_windows(
+    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Three training logos, two a step: the third is every window's most similar other
+    logo, so it joins the references, after the batch's own."""
+    seen = record_loss_calls(monkeypatch)
+    config = tiny_config(tmp_path, steps=3, eval_logos=0, mined_negatives=1, memory_every=2)
+    with one_torch_thread():
+        model = load_logo_model(train_logos(config, data))
+    assert model.metadata["recipe"]["mined_negatives"] == 1
+    assert seen == [{"references": 3, "queries": 2, "targets": [0, 1]}] * 3
+
+
+def test_mining_takes_each_querys_most_similar_rows_but_its_own() -> None:
+    memory = torch.eye(4)
+    queries = torch.tensor([[1.0, 0.9, 0.1, 0.0], [0.0, 0.2, 0.0, 1.0]])
+    own_rows = torch.tensor([0, 3])
+    assert mine_negatives(memory, queries, own_rows, per_query=1).tolist() == [1]
+    assert mine_negatives(memory, queries, own_rows, per_query=2).tolist() == [1, 2]
+    # with only the batch's own logos left to take, there is nothing to mine
+    assert mine_negatives(memory[[0, 3]], queries, torch.tensor([0, 1]), 2).tolist() == []
+
+
+def test_mining_refuses_to_go_with_all_references(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="nothing to mine"):
+        tiny_config(tmp_path, all_references=True, mined_negatives=2)
+    with pytest.raises(ValueError, match="0 or more"):
+        tiny_config(tmp_path, synthetic_logos=-1)
+
+
+def test_frozen_batch_norm_keeps_its_statistics_and_embedding_keeps_each_layers_mode() -> None:
+    from lookalike.logos.network import LogoNet
+
+    network = LogoNet(LogoNetConfig(widths=(4, 4, 8, 8), dim=8))
+    train_mode(network, frozen_norm=True)
+    norms = [m for m in network.modules() if isinstance(m, torch.nn.BatchNorm2d)]
+    before = [m.running_mean.clone() for m in norms]
+    windows = torch.randint(0, 255, (6, 1, 48, 48), dtype=torch.uint8)
+    network(windows).sum().backward()
+    assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
+    vectors = embed_windows(network, windows, "fp32")
+    assert network.training and not any(m.training for m in norms)
+    assert torch.allclose(vectors.norm(dim=1), torch.ones(6), atol=1e-5)
 
 
 def test_automatic_precision_is_bf16_on_a_gpu(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -398,6 +398,8 @@ def cmd_train_logos(args: argparse.Namespace) -> int:
         negatives=args.negatives,
         device=args.device,
         all_references=args.all_references,
+        mined_negatives=args.mined_negatives,
+        synthetic_logos=args.synthetic_logos,
     )
     source = Path(args.shared_data)
     if LogoTrainingData.is_saved(source):
@@ -762,6 +764,21 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="contrast each window with every training logo, not only the batch's (embeds "
         "the whole catalogue each step: for a GPU)",
+    )
+    tl.add_argument(
+        "--mined-negatives",
+        type=int,
+        default=0,
+        metavar="K",
+        help="for each window, the K other training logos it is most like join the batch's "
+        "(found in a memory of every logo's vector): most of --all-references' contrast, "
+        "at a CPU's cost",
+    )
+    tl.add_argument(
+        "--synthetic-logos",
+        type=int,
+        default=0,
+        help="made-up logos added to each step's batch: more identities than the catalogue's",
     )
     tl.add_argument("--device", default="cpu", help="where the network trains: cpu, cuda, ...")
     tl.add_argument("--lr", type=float, default=3e-3)

@@ -12,7 +12,19 @@ Loss: symmetric InfoNCE between queries and references (temperature 0.05) + KoLe
 references, which spreads the catalogue over the sphere (one score threshold for all logos).
 With ``all_references`` each query is contrasted with every training logo's reference, not
 only the batch's: the loss is then the search itself (find this logo among all of them), at
-the cost of embedding the whole catalogue each step, which is for a GPU (``device``).
+the cost of embedding the whole catalogue each step, which is for a GPU (``device``). On a
+CPU, ``mined_negatives`` approaches it at a fraction of the cost: a memory of every training
+logo's reference vector (re-embedded every ``memory_every`` steps) picks, for each query,
+the other logos it is most similar to, and only those join the batch's references, embedded
+afresh with gradient. Softmax puts almost all of the loss's weight on them. (Contrasting
+with the remembered vectors themselves, as a cross-batch memory does, was unstable here:
+with no gradient through them, every step drew all vectors together, away from the
+remembered ones.) Batch norm then keeps its running statistics, so that vectors embedded in
+separate passes are computed alike.
+
+``synthetic_logos`` made-up logos (``data.synthetic_logos``) join each batch, each a new
+identity with its own reference: the network recognises windows of its training logos
+better than those of logos it never saw, and a catalogue of 2,851 is few identities.
 
 Rendering thousands of logos needs cairosvg and minutes; ``LogoTrainingData.save`` writes
 what training reads (renderings, backgrounds, specs) to a folder that ``LogoTrainingData.read``
@@ -39,12 +51,14 @@ import numpy.typing as npt
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from torch import nn
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 from tqdm.auto import tqdm
 
 from ..data.composites import PasteConfig, distractor_mark, paste_logo, synthetic_background
 from ..data.decode import decode_image
 from ..data.logos import LogoRenderError, LogoSpec, render_logo
+from ..data.synthetic_logos import synthetic_logo
 from ..logos.network import (
     LogoNet,
     LogoNetConfig,
@@ -78,7 +92,10 @@ class LogoTrainConfig:
     network trains ("cpu", "cuda", "cuda:1", ...; samples are always drawn on the CPU, by
     ``workers`` processes); bf16 precision there is autocast on that device.
     ``all_references``: contrast each query with every training logo's reference each step,
-    not only the ``batch_size`` of the batch (see the module's docstring)."""
+    not only the ``batch_size`` of the batch; ``mined_negatives``: for each query, that many
+    other logos it is most similar to (by a memory re-embedded every ``memory_every`` steps)
+    join the batch's references, which costs far less on a CPU;
+    ``synthetic_logos``: made-up logos added to each batch (see the module's docstring)."""
 
     out_dir: Path
     steps: int = 3000
@@ -101,6 +118,9 @@ class LogoTrainConfig:
     threads: int | None = None
     device: str = "cpu"
     all_references: bool = False
+    mined_negatives: int = 0
+    memory_every: int = 100
+    synthetic_logos: int = 0
     seed: int = 0
     progress: bool = True
 
@@ -112,6 +132,12 @@ class LogoTrainConfig:
             torch.device(self.device)
         except RuntimeError as error:
             raise ValueError(f"device: {error}") from None
+        if self.mined_negatives < 0 or self.synthetic_logos < 0 or self.memory_every < 1:
+            raise ValueError(
+                "mined_negatives and synthetic_logos must be 0 or more, memory_every 1 or more"
+            )
+        if self.all_references and self.mined_negatives:
+            raise ValueError("all_references already contrasts every logo: nothing to mine")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -244,13 +270,15 @@ class WindowSampler:
         return np.stack([np.asarray(view, np.uint8) for view in colour_views(window)])
 
     def positive(self, logo_index: int, rng: random.Random) -> npt.NDArray[np.uint8]:
+        return self.positive_of(self.data.logos[logo_index], rng)
+
+    def positive_of(self, logo: Image.Image, rng: random.Random) -> npt.NDArray[np.uint8]:
+        """A query window around ``logo`` (RGBA) pasted onto a background."""
         window = self.size * rng.uniform(1.0, 2.5)  # windows are downsampled, as in photos
         fill = rng.uniform(0.5, 1.0)
         side = round(window * 1.6)
         config = PasteConfig(scale=(fill / 1.6 * 0.95, fill / 1.6 * 1.05))
-        image, quad = paste_logo(
-            self._background(side, rng), self.data.logos[logo_index], rng, config
-        )
+        image, quad = paste_logo(self._background(side, rng), logo, rng, config)
         xs, ys = [p[0] for p in quad], [p[1] for p in quad]
         span = max(max(xs) - min(xs), max(ys) - min(ys))
         window = min(span / fill, side)
@@ -270,9 +298,13 @@ class WindowSampler:
         return self._window(image, (side / 2, side / 2), window)
 
 
-class _Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]):
-    """Endless batches (logo ids, query windows, negative windows), seeded per step so a
-    resumed run draws what the interrupted one would have."""
+Batch = tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+
+
+class _Batches(IterableDataset[Batch]):
+    """Endless batches (logo ids, query windows, negative windows, made-up logos' reference
+    windows), seeded per step so a resumed run draws what the interrupted one would have.
+    The query windows of the made-up logos follow those of the catalogue logos, in order."""
 
     def __init__(
         self,
@@ -286,19 +318,33 @@ class _Batches(IterableDataset[tuple[torch.Tensor, torch.Tensor, torch.Tensor]])
         self.config = config
         self.first_step = first_step
 
-    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+    def __iter__(self) -> Iterator[Batch]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
         step = self.first_step + worker
         while True:
             rng = random.Random(f"{self.config.seed}:{step}")
             ids = rng.sample(self.logo_ids, min(self.config.batch_size, len(self.logo_ids)))
-            queries = np.stack([self.sampler.positive(i, rng) for i in ids])
+            queries = [self.sampler.positive(i, rng) for i in ids]
+            made_up = [synthetic_logo(rng, RENDER_SIDE) for _ in range(self.config.synthetic_logos)]
+            queries += [self.sampler.positive_of(logo, rng) for logo in made_up]
             negatives = np.stack([self.sampler.negative(rng) for _ in range(self.config.negatives)])
+            shape = (0, self.sampler.channels, self.sampler.size, self.sampler.size)
+            references = (
+                np.stack(
+                    [
+                        logo_window(logo, self.sampler.size, self.sampler.channels)
+                        for logo in made_up
+                    ]
+                )
+                if made_up
+                else np.zeros(shape, np.uint8)
+            )
             yield (
                 torch.tensor(ids),
-                torch.from_numpy(queries),
+                torch.from_numpy(np.stack(queries)),
                 torch.from_numpy(negatives),
+                torch.from_numpy(references),
             )
             step += workers
 
@@ -338,6 +384,8 @@ def window_recall(
     """Recall@1 of query windows of ``eval_ids`` logos against every logo's reference
     (``references``: each logo's reference window, on the network's device), and the share
     of background windows scoring below the median positive score (a separation proxy)."""
+    if not eval_ids:  # a run that holds no logo out has nothing to measure
+        return {}
     network.eval()
     device = next(network.parameters()).device
     rng = random.Random(f"eval:{seed}")
@@ -352,6 +400,42 @@ def window_recall(
     separated = float((background_best < positive.median()).float().mean())
     network.train()
     return {"window_recall_at_1": recall, "background_below_median_positive": separated}
+
+
+def train_mode(network: nn.Module, frozen_norm: bool) -> None:
+    """``network`` in training mode, its batch norm layers in inference mode if
+    ``frozen_norm`` (their scale and shift still learn)."""
+    network.train()
+    if frozen_norm:
+        for module in network.modules():
+            if isinstance(module, nn.modules.batchnorm._BatchNorm):
+                module.eval()
+
+
+@torch.no_grad()
+def mine_negatives(
+    memory: torch.Tensor, queries: torch.Tensor, own_rows: torch.Tensor, per_query: int
+) -> torch.Tensor:
+    """Rows of ``memory`` (reference vectors) among the ``per_query`` most similar to each of
+    ``queries``, none of ``own_rows`` (the batch's own logos), each row once."""
+    similarity = queries @ memory.T
+    similarity[:, own_rows] = -math.inf
+    best = similarity.topk(min(per_query, memory.shape[0]), dim=1)
+    return best.indices[best.values > -math.inf].unique()  # fewer when few logos are left
+
+
+@torch.no_grad()
+def embed_windows(network: LogoNet, windows: torch.Tensor, precision: str) -> torch.Tensor:
+    """``windows``' unit vectors (float32) from ``network`` in inference mode (running batch
+    norm statistics), in chunks; every layer is then put back in the mode it was in."""
+    modes = [(module, module.training) for module in network.modules()]
+    network.eval()
+    device = windows.device
+    with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+        vectors = torch.cat([network(chunk).float() for chunk in windows.split(512)])
+    for module, training in modes:
+        module.train(training)
+    return vectors
 
 
 def _learning_rate(step: int, config: LogoTrainConfig, budget_share: float = 0.0) -> float:
@@ -439,7 +523,8 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
     reference_windows = torch.from_numpy(
         np.stack([logo_window(logo, size, channels) for logo in data.logos])
     ).to(device)
-    # with all_references: every training logo's reference, and each logo id's row among them
+    # with all_references or mining: every training logo's reference, and each logo id's row
+    # among them
     catalogue = torch.tensor(train_ids, device=device)
     catalogue_row = torch.full((len(data.logos),), -1, dtype=torch.long, device=device)
     catalogue_row[catalogue] = torch.arange(len(train_ids), device=device)
@@ -471,7 +556,9 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         budget = config.budget_minutes
         return 0.0 if budget is None else (_now() - started) / (60 * budget)
 
-    for ids, queries, negatives in batches:
+    memory: torch.Tensor | None = None  # the training logos' reference vectors, for mining
+    for ids, queries, negatives, made_up in batches:
+        train_mode(network, frozen_norm=config.mined_negatives > 0)
         spent = budget_share()
         if step >= config.steps or spent >= 1.0:
             break
@@ -482,18 +569,38 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         ids = ids.to(device)
         queries = queries.to(device, non_blocking=True)
         negatives = negatives.to(device, non_blocking=True)
+        made_up = made_up.to(device, non_blocking=True)
+        if config.mined_negatives and (memory is None or step % config.memory_every == 0):
+            memory = embed_windows(network, reference_windows[catalogue], precision)
         if config.all_references:
             references, targets = reference_windows[catalogue], catalogue_row[ids]
         else:
-            references, targets = reference_windows[ids], None
+            references, targets = reference_windows[ids], torch.arange(len(ids), device=device)
+        # a made-up logo's reference follows the catalogue's references
+        targets = torch.cat([targets, torch.arange(len(made_up), device=device) + len(references)])
+        references = torch.cat([references, made_up])
+        count, queried = len(references), len(queries)
         # under bf16 only the forward runs in bf16; weights, grads and the loss stay fp32
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-            vectors = network(torch.cat([references, queries, negatives]))
-        count, queried = len(references), len(ids)
+            vectors = network(torch.cat([references, queries, negatives])).float()
+        reference_vectors = vectors[:count]
+        if memory is not None:  # the logos most like this batch's windows join its references
+            mined = mine_negatives(
+                memory,
+                vectors[count : count + queried].detach(),
+                catalogue_row[ids],
+                config.mined_negatives,
+            )
+            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                mined_vectors = network(reference_windows[catalogue[mined]]).float()
+            reference_vectors = torch.cat([reference_vectors, mined_vectors])
+            # what this step embedded is the freshest there is
+            memory[catalogue_row[ids]] = vectors[: len(ids)].detach()
+            memory[mined] = mined_vectors.detach()
         loss, parts = logo_loss(
-            vectors[:count].float(),
-            vectors[count : count + queried].float(),
-            vectors[count + queried :].float(),
+            reference_vectors,
+            vectors[count : count + queried],
+            vectors[count + queried :],
             config.temperature,
             config.koleo_weight,
             targets,
