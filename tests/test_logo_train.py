@@ -193,6 +193,24 @@ def test_training_against_all_references_leaves_the_held_out_logos_out(
         assert len(set(targets)) == len(targets) and set(targets) <= set(range(training_logos))
 
 
+def test_a_runs_seed_leaves_the_held_out_logos_as_calibration_takes_them(
+    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """calibrate-logos measures on the default split's held-out logos: a run with another
+    seed draws other samples, never those logos."""
+    splits: list[tuple[list[int], list[int]]] = []
+
+    def recording_split(*args: Any) -> tuple[list[int], list[int]]:
+        splits.append(split_eval_logos(*args))
+        return splits[-1]
+
+    monkeypatch.setattr("lookalike.training.logo_train.split_eval_logos", recording_split)
+    with one_torch_thread():
+        train_logos(tiny_config(tmp_path / "a", steps=1, seed=0), data)
+        train_logos(tiny_config(tmp_path / "b", steps=1, seed=1), data)
+    assert splits[0] == splits[1] == split_eval_logos(len(data.logos), 1, seed=0)
+
+
 def record_loss_calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Each logo_loss call's reference, query and target counts, as training makes it."""
     seen: list[dict[str, Any]] = []

@@ -817,7 +817,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     tl.add_argument("--workers", type=int, default=2, help="sample-drawing processes")
     tl.add_argument("--threads", type=int, default=1)
-    tl.add_argument("--seed", type=int, default=0)
+    tl.add_argument(
+        "--seed",
+        type=int,
+        default=0,
+        help="samples and initial weights (the held-out logos stay the same whatever it is)",
+    )
     tl.add_argument("--quiet", action="store_true")
     tl.set_defaults(func=cmd_train_logos)
 

@@ -43,7 +43,7 @@ from .logo_benchmark import (
     training_backgrounds,
     training_logos,
 )
-from .logo_train import split_eval_logos
+from .logo_train import EVAL_SEED, split_eval_logos
 
 CALIBRATION_SEED = 7
 BACKGROUND_SEED = 4242
@@ -111,7 +111,9 @@ def shared_logo_catalog(shared_data: Path, model_ref: str, work: Path) -> LogoCa
     return catalog
 
 
-def calibration_logos(shared_data: Path, eval_logos: int = 200, seed: int = 0) -> list[LogoSpec]:
+def calibration_logos(
+    shared_data: Path, eval_logos: int = 200, seed: int = EVAL_SEED
+) -> list[LogoSpec]:
     """The logos a default training run kept out for evaluation (same split as training)."""
     from ..data.logos import LogoRenderError, render_logo
 
