@@ -250,6 +250,16 @@ def test_mined_negatives_add_the_logos_most_like_the_batchs_windows(
     assert seen == [{"references": 3, "queries": 2, "targets": [0, 1]}] * 3
 
 
+def test_mining_with_every_training_logo_in_the_batch_adds_nothing(
+    data: LogoTrainingData, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seen = record_loss_calls(monkeypatch)
+    config = tiny_config(tmp_path, steps=2, mined_negatives=2)  # 2 training logos, 2 a step
+    with one_torch_thread():
+        load_logo_model(train_logos(config, data))
+    assert seen == [{"references": 2, "queries": 2, "targets": [0, 1]}] * 2
+
+
 def test_mining_takes_each_querys_most_similar_rows_but_its_own() -> None:
     memory = torch.eye(4)
     queries = torch.tensor([[1.0, 0.9, 0.1, 0.0], [0.0, 0.2, 0.0, 1.0]])

@@ -597,12 +597,12 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
                 catalogue_row[ids],
                 config.mined_negatives,
             )
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
-                mined_vectors = network(reference_windows[catalogue[mined]]).float()
-            reference_vectors = torch.cat([reference_vectors, mined_vectors])
-            # what this step embedded is the freshest there is
-            memory[catalogue_row[ids]] = vectors[: len(ids)].detach()
-            memory[mined] = mined_vectors.detach()
+            memory[catalogue_row[ids]] = vectors[: len(ids)].detach()  # the freshest there is
+            if len(mined):  # none when the batch holds every training logo
+                with torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
+                    mined_vectors = network(reference_windows[catalogue[mined]]).float()
+                reference_vectors = torch.cat([reference_vectors, mined_vectors])
+                memory[mined] = mined_vectors.detach()
         loss, parts = logo_loss(
             reference_vectors,
             vectors[count : count + queried],
