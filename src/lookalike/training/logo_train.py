@@ -399,9 +399,9 @@ def window_recall(
     queries = torch.from_numpy(np.stack([sampler.positive(i, rng) for i in eval_ids]))
     backgrounds = torch.from_numpy(np.stack([sampler.negative(rng) for _ in eval_ids]))
     scores = (network(queries.to(device)) @ ref_vectors.T).cpu()
-    best = scores.argmax(dim=1)
-    recall = float((best == torch.tensor(list(eval_ids))).float().mean())
-    positive = scores[torch.arange(len(eval_ids)), torch.tensor(list(eval_ids))]
+    own = torch.tensor(list(eval_ids))
+    recall = float((scores.argmax(dim=1) == own).float().mean())
+    positive = scores[torch.arange(len(eval_ids)), own]
     background_best = (network(backgrounds.to(device)) @ ref_vectors.T).max(dim=1).values.cpu()
     separated = float((background_best < positive.median()).float().mean())
     network.train()
