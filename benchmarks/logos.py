@@ -177,7 +177,7 @@ def main() -> None:
     matcher.warm_up()
     warm_up_s = time.perf_counter() - started
     found, speed = run_matcher(matcher, bench.queries, args.batch, args.threads)
-    predictions = [row for query, matches in found for row in brand_predictions(query, matches)]
+    predictions = brand_predictions(found)
     ours = score_brand_predictions(predictions, bench)
     regions = region_accuracy(found)
     by_size = top1_by_logo_size(found)

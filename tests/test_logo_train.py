@@ -31,7 +31,7 @@ from lookalike.training.logo_train import (
     LogoTrainingData,
     WindowSampler,
     _learning_rate,
-    embed_windows,
+    embed_in_eval_mode,
     logo_loss,
     mine_negatives,
     split_eval_logos,
@@ -287,7 +287,7 @@ def test_frozen_batch_norm_keeps_its_statistics_and_embedding_keeps_each_layers_
     windows = torch.randint(0, 255, (6, 1, 48, 48), dtype=torch.uint8)
     network(windows).sum().backward()
     assert all(torch.equal(m.running_mean, b) for m, b in zip(norms, before, strict=True))
-    vectors = embed_windows(network, windows, "fp32")
+    vectors = embed_in_eval_mode(network, windows, "fp32")
     assert network.training and not any(m.training for m in norms)
     assert torch.allclose(vectors.norm(dim=1), torch.ones(6), atol=1e-5)
 

@@ -402,9 +402,11 @@ def match_photos(
             yield from zip(chunk, matcher.match_many(images, windows), strict=True)
 
 
-def brand_predictions(query: LogoQuery, matches: Iterable[LogoMatch]) -> list[BrandPrediction]:
-    """A query's matches as brand predictions."""
-    return [(query.query_id, m.brand, m.score) for m in matches]
+def brand_predictions(
+    found: Iterable[tuple[LogoQuery, Sequence[LogoMatch]]],
+) -> list[BrandPrediction]:
+    """Each query's matches (as :func:`match_photos` yields them) as brand predictions."""
+    return [(query.query_id, m.brand, m.score) for query, matches in found for m in matches]
 
 
 def right_best_match(query: LogoQuery, matches: Sequence[LogoMatch]) -> LogoMatch | None:
@@ -419,8 +421,7 @@ def match_queries(
     matcher: LogoMatcher, queries: Sequence[LogoQuery], *, batch: int = 8, threads: int = 1
 ) -> list[BrandPrediction]:
     """:func:`match_photos`, as brand predictions."""
-    found = match_photos(matcher, queries, batch=batch, threads=threads)
-    return [row for query, matches in found for row in brand_predictions(query, matches)]
+    return brand_predictions(match_photos(matcher, queries, batch=batch, threads=threads))
 
 
 # -------------------------------------------------------------------------------- scoring

@@ -167,8 +167,7 @@ def calibrate_logo_matcher(
     review_precision: float = REVIEW_PRECISION,
 ) -> LogoCalibrationResult:
     found = list(match_photos(matcher, bench.queries))
-    predictions = [row for query, matches in found for row in brand_predictions(query, matches)]
-    positives, negatives = brand_scores(predictions, bench)
+    positives, negatives = brand_scores(brand_predictions(found), bench)
     calibration = calibrate(positives, negatives)
     points = choose_thresholds(
         calibration, copy_precision=logo_precision, review_precision=review_precision

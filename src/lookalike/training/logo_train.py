@@ -431,7 +431,7 @@ def mine_negatives(
 
 
 @torch.no_grad()
-def embed_windows(network: LogoNet, windows: torch.Tensor, precision: str) -> torch.Tensor:
+def embed_in_eval_mode(network: LogoNet, windows: torch.Tensor, precision: str) -> torch.Tensor:
     """``windows``' unit vectors (float32) from ``network`` in inference mode (running batch
     norm statistics), in chunks; every layer is then put back in the mode it was in."""
     modes = [(module, module.training) for module in network.modules()]
@@ -577,7 +577,7 @@ def train_logos(config: LogoTrainConfig, data: LogoTrainingData) -> Path:
         negatives = negatives.to(device, non_blocking=True)
         made_up = made_up.to(device, non_blocking=True)
         if config.mined_negatives and (memory is None or step % config.memory_every == 0):
-            memory = embed_windows(network, reference_windows[catalogue], precision)
+            memory = embed_in_eval_mode(network, reference_windows[catalogue], precision)
         if config.all_references:
             references, targets = reference_windows[catalogue], catalogue_row[ids]
         else:
